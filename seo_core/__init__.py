@@ -1,0 +1,48 @@
+"""seo: Server Extension Objects for Python.
+
+Bind event sinks, shipped as pip-installable packages, to the events of mail and news servers.
+This package re-exports the small public API; sink authors import from :mod:`seo_core.sdk`.
+"""
+
+from seo_core.errors import (
+    AmbiguousSinkError,
+    ConfigError,
+    ConflictError,
+    MetabaseError,
+    NotFoundError,
+    RuleError,
+    SchemaTooNewError,
+    SeoError,
+    SinkError,
+    SinkLoadError,
+    SinkNotFoundError,
+    SinkPropertyError,
+    UnknownEventError,
+    UnknownSourceError,
+    ValidationError,
+)
+from seo_core.metabase import Binding, BindingSpec, Metabase, Source
+from seo_core.properties import PropertyBag
+
+__all__ = [
+    "AmbiguousSinkError",
+    "Binding",
+    "BindingSpec",
+    "ConfigError",
+    "ConflictError",
+    "Metabase",
+    "MetabaseError",
+    "NotFoundError",
+    "PropertyBag",
+    "RuleError",
+    "SchemaTooNewError",
+    "SeoError",
+    "SinkError",
+    "SinkLoadError",
+    "SinkNotFoundError",
+    "SinkPropertyError",
+    "Source",
+    "UnknownEventError",
+    "UnknownSourceError",
+    "ValidationError",
+]

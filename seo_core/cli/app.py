@@ -1,0 +1,63 @@
+"""The ``seo`` command group and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from seo_core.errors import SeoError
+
+if TYPE_CHECKING:
+    from seo_core.metabase import Metabase
+
+DEFAULT_METABASE = "seo-metabase.db"
+
+
+class SeoGroup(click.Group):
+    """A click group that prints any :class:`SeoError` as one line and exits 1.
+
+    Usage errors stay click's: a message with the usage line, exit 2.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeoError as exc:
+            click.echo(f"seo: error: {exc}", err=True)
+            ctx.exit(1)
+
+
+class State:
+    """What every subcommand needs: where the metabase is."""
+
+    def __init__(self, metabase: str | None) -> None:
+        self._metabase = metabase
+
+    @property
+    def metabase_path(self) -> Path:
+        """``--metabase``, else ``SEO_METABASE``, else ``./seo-metabase.db``."""
+        return Path(self._metabase or os.environ.get("SEO_METABASE") or DEFAULT_METABASE)
+
+    def open_metabase(self) -> Metabase:
+        from seo_core.metabase import Metabase
+
+        return Metabase.open(self.metabase_path)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(cls=SeoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--metabase",
+    metavar="PATH",
+    help="The metabase file (default: $SEO_METABASE, else ./seo-metabase.db).",
+)
+@click.version_option(package_name="seo-core", prog_name="seo")
+@click.pass_context
+def cli(ctx: click.Context, metabase: str | None) -> None:
+    """Bind event sinks to mail and news servers, and run the servers."""
+    ctx.obj = State(metabase)

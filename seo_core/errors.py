@@ -1,0 +1,120 @@
+"""The one exception hierarchy of seo.
+
+Every error that seo raises on purpose derives from :class:`SeoError`, so a caller (the CLI,
+a server, a sink author's test) can catch the whole family in one place. Each class carries the
+object at fault as attributes, not just text, so callers can report it their own way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SeoError(Exception):
+    """Root of every error seo raises deliberately."""
+
+
+class ValidationError(SeoError, ValueError):
+    """A value offered for a binding, a property or a command is not acceptable.
+
+    ``field`` names what was being set (``"Priority"``, ``"DisplayName"``, ``"--sink-prop"``)
+    and ``value`` is what was offered, so the message can say both.
+    """
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field} {value!r}: {reason}")
+
+
+class RuleError(ValidationError):
+    """A ``Rule`` source property cannot be parsed or names a keyword its event does not know."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__("Rule", rule, reason)
+        self.rule = rule
+
+
+class UnknownEventError(ValidationError):
+    """An event name is not in the catalogue of its source type."""
+
+
+class UnknownSourceError(ValidationError):
+    """A source name is malformed or its source type is unknown."""
+
+
+class NotFoundError(SeoError, LookupError):
+    """A binding (or another named object) does not exist."""
+
+    def __init__(self, what: str, name: str) -> None:
+        self.what = what
+        self.name = name
+        super().__init__(f"no {what} {name}")
+
+
+class ConflictError(SeoError):
+    """A change would break a uniqueness rule, such as a duplicate DisplayName or binding ID."""
+
+
+class MetabaseError(SeoError):
+    """The metabase file cannot be opened, read or written."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"metabase {self.path}: {reason}")
+
+
+class SchemaTooNewError(MetabaseError):
+    """The metabase was written by a newer seo whose schema this version does not know."""
+
+
+class SinkError(SeoError):
+    """Base for problems with a sink: not installed, ambiguous, failed to load, bad properties."""
+
+
+class SinkNotFoundError(SinkError, LookupError):
+    """No installed sink answers to a SinkClass."""
+
+    def __init__(self, sink_class: str) -> None:
+        self.sink_class = sink_class
+        super().__init__(
+            f"SinkClass {sink_class!r}: no installed sink has this name or CLSID "
+            "(see `seo sinks list`)"
+        )
+
+
+class AmbiguousSinkError(SinkError):
+    """Two distributions advertise the same sink name; the binding must qualify it."""
+
+    def __init__(self, name: str, distributions: tuple[str, ...]) -> None:
+        self.name = name
+        self.distributions = distributions
+        choices = ", ".join(f"{dist}:{name}" for dist in distributions)
+        super().__init__(
+            f"SinkClass {name!r} is advertised by {len(distributions)} distributions "
+            f"({', '.join(distributions)}); name one of: {choices}"
+        )
+
+
+class SinkLoadError(SinkError):
+    """A sink's entry point could not be imported or does not fit the hook specifications."""
+
+    def __init__(self, sink_class: str, reason: str) -> None:
+        self.sink_class = sink_class
+        self.reason = reason
+        super().__init__(f"sink {sink_class!r} is unavailable: {reason}")
+
+
+class SinkPropertyError(ValidationError):
+    """A sink refused the SinkProperties of a binding when it was written."""
+
+
+class ConfigError(SeoError):
+    """A config file is malformed; ``location`` names the file, line and key at fault."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(f"{location}: {reason}")

@@ -1,0 +1,120 @@
+"""Checks a binding must pass before it is written.
+
+Everything here is pure: it takes what an administrator typed and returns the normalized form the
+metabase stores, or raises a :class:`~seo_core.errors.ValidationError` that names the field and
+the value at fault. Nothing reaches the database unless all of it passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from seo_core.catalog import EventType, SourceName, parse_source
+from seo_core.errors import ValidationError
+from seo_core.guids import parse_guid
+from seo_core.priority import parse_priority
+from seo_core.properties import PropertyBag, PropertyValue, check_name, check_value
+from seo_core.rules import parse_rule
+
+BAG_FIELDS = {
+    "binding": "EventBindingProperties",
+    "sink": "SinkProperties",
+    "source": "SourceProperties",
+}
+
+
+def resolve_event(source: str, event: str) -> tuple[SourceName, EventType]:
+    """Parse a source name and look its event up (aliases and any case accepted)."""
+    name = parse_source(source)
+    return name, name.source_type.event(event)
+
+
+def check_display_name(name: str | None) -> str | None:
+    """DisplayName is optional; when given it is non-empty and does not start with ``{``.
+
+    A leading brace is reserved so that an argument starting with ``{`` always means a GUID.
+    """
+    if name is None:
+        return None
+    if not name.strip():
+        raise ValidationError("DisplayName", name, "must not be empty (omit it instead)")
+    if name.startswith("{"):
+        raise ValidationError("DisplayName", name, "must not start with '{' (reserved for GUIDs)")
+    return name
+
+
+def check_sink_class(sink_class: str) -> str:
+    """SinkClass is an entry-point name, ``distribution:name``, or a ``{CLSID}``."""
+    text = sink_class.strip()
+    if not text:
+        raise ValidationError("SinkClass", sink_class, "must name a sink")
+    if text.startswith("{"):
+        return parse_guid(text, field="SinkClass")
+    if any(ch.isspace() for ch in text):
+        raise ValidationError("SinkClass", sink_class, "sink names contain no white space")
+    return text
+
+
+def check_max_firings(value: object) -> int:
+    """MaxFirings: 0 (unlimited) or a positive number of notifications."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("MaxFirings", value, "must be a whole number >= 0 (0 = unlimited)")
+    return value
+
+
+def check_expiration(value: datetime | None) -> datetime | None:
+    """Expiration is an instant, so it must carry its time zone."""
+    if value is not None and value.tzinfo is None:
+        raise ValidationError("Expiration", value.isoformat(), "needs a time zone")
+    return value
+
+
+def check_bag(bag: str, items: Mapping[str, PropertyValue], event: EventType) -> PropertyBag:
+    """Validate one property bag; source and binding properties that seo reads are checked.
+
+    ``Priority`` names are stored as their number, so listings and ordering agree.
+    """
+    field = BAG_FIELDS[bag]
+    checked: dict[str, PropertyValue] = {}
+    seen: dict[str, str] = {}
+    for name, value in items.items():
+        check_name(f"{field} name", name)
+        folded = name.casefold()
+        if folded in seen:
+            raise ValidationError(
+                f"{field}.{name}", value, f"given twice (as {seen[folded]!r} and {name!r})"
+            )
+        seen[folded] = name
+        checked[name] = check_value(f"{field}.{name}", value)
+    if bag == "source":
+        return PropertyBag(_check_source_properties(checked, event))
+    if bag == "binding":
+        _check_binding_properties(checked)
+    return PropertyBag(checked)
+
+
+def _check_source_properties(
+    items: dict[str, PropertyValue], event: EventType
+) -> dict[str, PropertyValue]:
+    result = dict(items)
+    for name, value in items.items():
+        folded = name.casefold()
+        if folded == "priority":
+            result[name] = parse_priority(value)
+        elif folded == "rule":
+            if not isinstance(value, str):
+                raise ValidationError("Rule", value, "must be a string")
+            parse_rule(value, event.rule_kind)
+            result[name] = value.strip()
+    return result
+
+
+def _check_binding_properties(items: dict[str, PropertyValue]) -> None:
+    for name, value in items.items():
+        if name.casefold() == "timeout" and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise ValidationError(
+                "EventBindingProperties.Timeout", value, "must be a number of seconds > 0"
+            )

@@ -1,0 +1,374 @@
+"""``seo bindings`` and ``seo sources``: every verb through a real metabase file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from seo_core.metabase import Metabase
+from tests.conftest import RunSeo, run_process
+
+GUID = "{6f1c2b2e-8f7d-4a53-9d1e-0c6a4b7e2f10}"
+
+
+def dump(path: Path) -> list[tuple[object, ...]]:
+    with Metabase.open(path) as metabase:
+        return metabase.dump()
+
+
+def add_tag(seo: RunSeo, *extra: str) -> dict[str, object]:
+    result = seo("bindings", "add", "smtp/1", "OnArrival", "Tag mail", "headers", *extra)
+    assert result.exit_code == 0, result.output
+    shown = seo("bindings", "show", "smtp/1", "OnArrival", "Tag mail", "--json")
+    assert shown.exit_code == 0, shown.output
+    data: dict[str, object] = json.loads(shown.output)
+    return data
+
+
+class TestVerbs:
+    def test_add_prints_what_it_added_and_show_returns_every_field(self, seo: RunSeo) -> None:
+        result = seo(
+            "bindings",
+            "add",
+            "smtp/1",
+            "onarrival",
+            "Tag mail",
+            "headers",
+            "--rule",
+            "mail from=*@example.com",
+            "--priority",
+            "PRIO_HIGH",
+            "--id",
+            GUID.upper(),
+            "--max-firings",
+            "3",
+            "--expires",
+            "2030-01-01T00:00:00+00:00",
+            "--sink-prop",
+            "tag=yes",
+            "--sink-prop",
+            "count=2",
+            "--source-prop",
+            "Extra=[1, 2]",
+            "--binding-prop",
+            "Timeout=10",
+        )
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"added {GUID} smtp/1 OnArrival 'Tag mail' -> headers")
+        shown = json.loads(seo("bindings", "show", GUID, "--json").output)
+        assert shown == {
+            "id": GUID,
+            "source": "smtp/1",
+            "event": "OnArrival",
+            "display_name": "Tag mail",
+            "sink_class": "headers",
+            "enabled": True,
+            "priority": 8191,
+            "rule": "mail from=*@example.com",
+            "max_firings": 3,
+            "fire_count": 0,
+            "expiration": "2030-01-01T00:00:00+00:00",
+            "binding_properties": {"Timeout": 10},
+            "sink_properties": {"tag": "yes", "count": 2},
+            "source_properties": {
+                "Extra": [1, 2],
+                "Rule": "mail from=*@example.com",
+                "Priority": 8191,
+            },
+            "origin": None,
+        }
+
+    def test_show_as_text_lists_the_bags(self, seo: RunSeo) -> None:
+        add_tag(seo, "--sink-prop", "tag=yes")
+        result = seo("bindings", "show", "smtp/1", "OnArrival", "Tag mail")
+        assert result.exit_code == 0
+        assert "SinkProperties:\n  tag = yes\n" in result.output
+        assert "Rule         (none: every event)" in result.output
+
+    def test_list_in_firing_order_as_table_and_json(self, seo: RunSeo) -> None:
+        add_tag(seo, "--priority", "20")
+        assert (
+            seo(
+                "bindings", "add", "smtp/1", "OnArrival", "First", "log", "--priority", "10"
+            ).exit_code
+            == 0
+        )
+        assert seo("bindings", "add", "smtp/2", "OnArrival", "Other", "log").exit_code == 0
+        table = seo("bindings", "list", "smtp/1").output.splitlines()
+        assert table[0].split() == [
+            "ID",
+            "SOURCE",
+            "EVENT",
+            "PRIO",
+            "ENABLED",
+            "NAME",
+            "SINK",
+            "RULE",
+        ]
+        assert [line.split()[1:4] for line in table[1:]] == [
+            ["smtp/1", "OnArrival", "10"],
+            ["smtp/1", "OnArrival", "20"],
+        ]
+        listed = json.loads(seo("bindings", "list", "--json").output)
+        assert [b["display_name"] for b in listed] == ["First", "Tag mail", "Other"]
+        only = json.loads(
+            seo("bindings", "list", "smtp/1", "OnTransportSubmission", "--json").output
+        )
+        assert [b["display_name"] for b in only] == ["First", "Tag mail"]
+
+    def test_enable_disable_keep_the_rest(self, seo: RunSeo) -> None:
+        before = add_tag(seo)
+        result = seo("bindings", "disable", "smtp/1", "OnArrival", "Tag mail")
+        assert result.output.startswith("disabled ")
+        assert json.loads(seo("bindings", "show", str(before["id"]), "--json").output) == {
+            **before,
+            "enabled": False,
+        }
+        assert seo("bindings", "enable", str(before["id"])).exit_code == 0
+        assert json.loads(seo("bindings", "show", str(before["id"]), "--json").output) == before
+
+    def test_set_prop_and_del_prop_in_each_bag(self, seo: RunSeo) -> None:
+        binding = add_tag(seo)
+        ref = str(binding["id"])
+        assert (
+            seo("bindings", "set-prop", ref, "sink", "ArchiveLocation", "/srv/archive").exit_code
+            == 0
+        )
+        assert seo("bindings", "set-prop", ref, "SOURCE", "priority", "PRIO_LOWEST").exit_code == 0
+        assert (
+            seo(
+                "bindings",
+                "set-prop",
+                "smtp/1",
+                "OnArrival",
+                "Tag mail",
+                "binding",
+                "Timeout",
+                "2.5",
+            ).exit_code
+            == 0
+        )
+        shown = json.loads(seo("bindings", "show", ref, "--json").output)
+        assert shown["sink_properties"] == {"ArchiveLocation": "/srv/archive"}
+        assert shown["priority"] == 32767
+        assert shown["binding_properties"] == {"Timeout": 2.5}
+        result = seo("bindings", "del-prop", ref, "sink", "archivelocation")
+        assert result.exit_code == 0, result.output
+        assert json.loads(seo("bindings", "show", ref, "--json").output)["sink_properties"] == {}
+
+    def test_remove(self, seo: RunSeo) -> None:
+        binding = add_tag(seo)
+        result = seo("bindings", "remove", "smtp/1", "OnArrival", "Tag mail")
+        assert result.output.startswith(f"removed {binding['id']}")
+        assert json.loads(seo("bindings", "list", "--json").output) == []
+
+    def test_sources_list(self, seo: RunSeo) -> None:
+        add_tag(seo)
+        seo("bindings", "add", "nntp/3", "OnPost", "Moderate", "policy")
+        listed = json.loads(seo("sources", "list", "--json").output)
+        assert [(s["name"], s["display_name"], s["bindings"]) for s in listed] == [
+            ("nntp/3", "nntpsvc 3", 1),
+            ("smtp/1", "smtpsvc 1", 1),
+        ]
+        assert "smtp/1" in seo("sources", "list").output
+
+    def test_suffix_rule_is_accepted_with_a_warning(self, seo: RunSeo) -> None:
+        result = seo(
+            "bindings",
+            "add",
+            "smtp/1",
+            "OnArrival",
+            "Suffix",
+            "log",
+            "--rule",
+            "rcpt to=*@*example.com",
+        )
+        assert result.exit_code == 0
+        assert "seo: warning:" in result.stderr
+        assert "notexample.com" in result.stderr
+
+
+class TestBadInput:
+    """Each refusal names what is wrong, exits 1 (usage: 2) and leaves the file as it was."""
+
+    @pytest.mark.parametrize(
+        ("args", "code", "message"),
+        [
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--id", "{1234}"],
+                1,
+                "ID '{1234}': not a GUID",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "Tag mail", "log"],
+                1,
+                "DisplayName 'Tag mail' is already used",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnLunch", "X", "log"],
+                1,
+                "event 'OnLunch': not an event of smtp sources",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--priority", "40000"],
+                1,
+                "Priority 40000: out of range 0..32767",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--priority", "PRIO_BOGUS"],
+                1,
+                "Priority 'PRIO_BOGUS'",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--rule", "mail from"],
+                1,
+                "Rule 'mail from'",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--sink-prop", "novalue"],
+                1,
+                "--sink-prop 'novalue': expected KEY=VALUE",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--expires", "soon"],
+                1,
+                "--expires 'soon'",
+            ),
+            (["bindings", "add", "smtp/1", "OnArrival", "{X", "log"], 1, "DisplayName '{X'"),
+            (
+                ["bindings", "show", "{6f1c2b2e-8f7d-4a53-9d1e-0c6a4b7e2f11}"],
+                1,
+                "no binding {6f1c2b2e-8f7d-4a53-9d1e-0c6a4b7e2f11}",
+            ),
+            (["bindings", "show", "smtp/1", "OnArrival"], 2, "expected a binding GUID"),
+            (
+                ["bindings", "set-prop", "smtp/1", "OnArrival", "Tag mail", "bogus", "k", "v"],
+                2,
+                "bag must be one of",
+            ),
+            (
+                ["bindings", "del-prop", "smtp/1", "OnArrival", "Tag mail", "sink", "missing"],
+                1,
+                "no sink property 'missing'",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--max-firings", "-1"],
+                2,
+                "--max-firings",
+            ),
+        ],
+        ids=[
+            "malformed-guid",
+            "duplicate-name",
+            "unknown-event",
+            "priority-40000",
+            "prio-bogus",
+            "unparsable-rule",
+            "sink-prop-without-equals",
+            "bad-expires",
+            "name-with-brace",
+            "unknown-binding",
+            "two-word-ref",
+            "unknown-bag",
+            "del-missing-prop",
+            "negative-max-firings",
+        ],
+    )
+    def test_refused(
+        self, seo: RunSeo, metabase_path: Path, args: list[str], code: int, message: str
+    ) -> None:
+        add_tag(seo)
+        before = dump(metabase_path)
+        result = seo(*args)
+        assert result.exit_code == code, result.output
+        assert message in result.stderr
+        if code == 1:
+            assert result.stderr.startswith("seo: error: ")
+            assert len(result.stderr.strip().splitlines()) == 1
+        assert dump(metabase_path) == before
+
+    def test_a_file_that_is_not_sqlite(self, tmp_path: Path, seo_exe: str) -> None:
+        path = tmp_path / "mail.log"
+        path.write_bytes(b"Dec  3 10:00:00 mail postfix/smtpd[1]: connect\n" * 3)
+        before = path.read_bytes()
+        result = run_process(seo_exe, "--metabase", str(path), "bindings", "list")
+        assert result.returncode == 1
+        assert result.stderr == f"seo: error: metabase {path}: is not a SQLite database\n"
+        assert path.read_bytes() == before
+
+    def test_a_folder_that_cannot_be_written(self, tmp_path: Path) -> None:
+        """Run as an unprivileged user, since root may write anywhere."""
+        outer = Path(tempfile.mkdtemp(prefix="seo-ro-"))
+        try:
+            outer.chmod(0o755)
+            readonly = outer / "readonly"
+            readonly.mkdir(mode=0o555)
+            readonly.chmod(0o555)
+            target = readonly / "seo-metabase.db"
+            code, output = _in_child_as_nobody(str(target))
+            assert code == 1
+            assert f"metabase {target}: cannot create it in {readonly}: Permission denied" in output
+            assert list(readonly.iterdir()) == []
+        finally:
+            (outer / "readonly").chmod(0o755)
+            for path in sorted(outer.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            outer.rmdir()
+
+
+def _in_child_as_nobody(metabase: str) -> tuple[int, str]:
+    """Run the CLI in a forked child that dropped to an unprivileged user when root."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read_end)
+        try:
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            from click.testing import CliRunner
+
+            from seo_core.cli import cli
+
+            result = CliRunner().invoke(cli, ["--metabase", metabase, "bindings", "list"])
+            os.write(write_end, f"{result.exit_code}\n{result.stderr}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read().decode()
+    os.waitpid(pid, 0)
+    code, _, output = data.partition("\n")
+    return int(code), output
+
+
+class TestConsoleScript:
+    def test_installed_script_round_trip_with_env_metabase(
+        self, tmp_path: Path, seo_exe: str
+    ) -> None:
+        env = {"SEO_METABASE": str(tmp_path / "env.db")}
+        added = run_process(
+            seo_exe, "bindings", "add", "smtp/1", "OnArrival", "Log", "log", env=env
+        )
+        assert added.returncode == 0, added.stderr
+        listed = run_process(seo_exe, "bindings", "list", "--json", env=env)
+        assert [b["display_name"] for b in json.loads(listed.stdout)] == ["Log"]
+        assert stat.S_IMODE((tmp_path / "env.db").stat().st_mode) == 0o600
+
+    def test_default_metabase_is_in_the_working_folder(self, tmp_path: Path, seo_exe: str) -> None:
+        env = {"SEO_METABASE": ""}
+        result = run_process(
+            seo_exe, "bindings", "add", "smtp/1", "OnArrival", "Log", "log", env=env, cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "seo-metabase.db").exists()
+
+    def test_usage_error_exits_2(self, seo_exe: str) -> None:
+        result = run_process(seo_exe, "bindings", "add", "smtp/1")
+        assert result.returncode == 2
+        assert "Usage: seo bindings add" in result.stderr
