@@ -14,7 +14,11 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 nox.options.default_venv_backend = "uv|venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.sessions = ["lint", "typing", "tests", "sinks"]
+
+SINK_PACKAGES = sorted(
+    p for p in (ROOT / "sink_plugins").iterdir() if (p / "pyproject.toml").exists()
+)
 
 
 def group(name: str) -> list[str]:
@@ -23,9 +27,26 @@ def group(name: str) -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The framework's tests, against seo-core installed in a fresh environment."""
-    session.install("-e", ".", *group("tests"))
+    """The framework's tests, with seo-core and the bundled sinks installed."""
+    session.install("-e", ".", *[str(p) for p in SINK_PACKAGES], *group("tests"))
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def sinks(session: nox.Session) -> None:
+    """Each bundled sink's own tests, run against the sink as installed (not the source tree)."""
+    session.install(".", *group("tests"))
+    for package in SINK_PACKAGES:
+        session.install("--force-reinstall", "--no-deps", str(package))
+        session.run(
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(package),
+            str(package / "tests"),
+            *session.posargs,
+        )
 
 
 @nox.session

@@ -10,12 +10,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from seo_core.cli import cli
 from seo_core.metabase import Metabase
 
 RunSeo = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """The CLI configures structlog for the process; give every test the defaults back."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

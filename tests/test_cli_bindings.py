@@ -22,7 +22,9 @@ def dump(path: Path) -> list[tuple[object, ...]]:
 
 
 def add_tag(seo: RunSeo, *extra: str) -> dict[str, object]:
-    result = seo("bindings", "add", "smtp/1", "OnArrival", "Tag mail", "headers", *extra)
+    result = seo(
+        "bindings", "add", "smtp/1", "OnArrival", "Tag mail", "headers", "--allow-missing", *extra
+    )
     assert result.exit_code == 0, result.output
     shown = seo("bindings", "show", "smtp/1", "OnArrival", "Tag mail", "--json")
     assert shown.exit_code == 0, shown.output
@@ -39,6 +41,7 @@ class TestVerbs:
             "onarrival",
             "Tag mail",
             "headers",
+            "--allow-missing",
             "--rule",
             "mail from=*@example.com",
             "--priority",
@@ -81,6 +84,13 @@ class TestVerbs:
                 "Priority": 8191,
             },
             "origin": None,
+            "stats": {
+                "notifications": 0,
+                "failures": 0,
+                "timeouts": 0,
+                "last_error": None,
+                "last_fired": None,
+            },
         }
 
     def test_show_as_text_lists_the_bags(self, seo: RunSeo) -> None:
@@ -88,7 +98,7 @@ class TestVerbs:
         result = seo("bindings", "show", "smtp/1", "OnArrival", "Tag mail")
         assert result.exit_code == 0
         assert "SinkProperties:\n  tag = yes\n" in result.output
-        assert "Rule         (none: every event)" in result.output
+        assert "Rule           (none: every event)" in result.output
 
     def test_list_in_firing_order_as_table_and_json(self, seo: RunSeo) -> None:
         add_tag(seo, "--priority", "20")
@@ -169,7 +179,7 @@ class TestVerbs:
 
     def test_sources_list(self, seo: RunSeo) -> None:
         add_tag(seo)
-        seo("bindings", "add", "nntp/3", "OnPost", "Moderate", "policy")
+        seo("bindings", "add", "nntp/3", "OnPost", "Moderate", "log")
         listed = json.loads(seo("sources", "list", "--json").output)
         assert [(s["name"], s["display_name"], s["bindings"]) for s in listed] == [
             ("nntp/3", "nntpsvc 3", 1),
@@ -191,6 +201,82 @@ class TestVerbs:
         assert result.exit_code == 0
         assert "seo: warning:" in result.stderr
         assert "notexample.com" in result.stderr
+
+
+class TestSinkChecks:
+    def test_a_sink_that_is_not_installed_is_refused(
+        self, seo: RunSeo, metabase_path: Path
+    ) -> None:
+        result = seo("bindings", "add", "smtp/1", "OnArrival", "Ghost", "no-such-sink")
+        assert result.exit_code == 1
+        assert "SinkClass 'no-such-sink': no installed sink" in result.stderr
+        assert json.loads(seo("bindings", "list", "--json").output) == []
+
+    def test_allow_missing_stores_it_and_explain_shows_it_unavailable(self, seo: RunSeo) -> None:
+        result = seo(
+            "bindings", "add", "smtp/1", "OnArrival", "Ghost", "no-such-sink", "--allow-missing"
+        )
+        assert result.exit_code == 0, result.output
+        explained = json.loads(seo("explain", "smtp/1", "OnArrival", "--json").output)
+        assert [(e["display_name"], e["fires"]) for e in explained] == [("Ghost", False)]
+        assert explained[0]["reason"].startswith("sink unavailable: SinkClass 'no-such-sink'")
+
+    def test_the_sink_validates_its_properties(self, seo: RunSeo) -> None:
+        result = seo(
+            "bindings",
+            "add",
+            "smtp/1",
+            "OnArrival",
+            "Audit",
+            "log",
+            "--sink-prop",
+            "Flie=audit.jsonl",
+        )
+        assert result.exit_code == 1
+        assert "SinkProperties.Flie" in result.stderr
+        assert "did you mean 'File'" in result.stderr
+        assert (
+            seo(
+                "bindings",
+                "add",
+                "smtp/1",
+                "OnArrival",
+                "Audit",
+                "log",
+                "--sink-prop",
+                "File=audit.jsonl",
+            ).exit_code
+            == 0
+        )
+        refused = seo(
+            "bindings",
+            "set-prop",
+            "smtp/1",
+            "OnArrival",
+            "Audit",
+            "sink",
+            "Fields",
+            '["time", "bogus"]',
+        )
+        assert refused.exit_code == 1
+        assert "unknown field bogus" in refused.stderr
+
+    def test_explain_gives_order_and_reasons(self, seo: RunSeo) -> None:
+        for args in (
+            ("First", "--priority", "1", "--rule", "mail from=*@example.com"),
+            ("Second", "--priority", "2"),
+            ("Off", "--disabled"),
+            ("Other sender", "--rule", "mail from=*@other.example"),
+        ):
+            assert (
+                seo("bindings", "add", "smtp/1", "OnArrival", args[0], "log", *args[1:]).exit_code
+                == 0
+            )
+        result = seo("explain", "smtp/1", "OnTransportSubmission", "--mail-from", "a@example.com")
+        rows = [line.split()[:2] for line in result.output.splitlines()[1:]]
+        assert rows == [["1", "yes"], ["2", "yes"], ["-", "no"], ["-", "no"]]
+        assert "disabled" in result.output
+        assert "rule does not match: mail from=*@other.example" in result.output
 
 
 class TestBadInput:

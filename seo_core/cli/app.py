@@ -12,6 +12,7 @@ from seo_core.errors import SeoError
 
 if TYPE_CHECKING:
     from seo_core.metabase import Metabase
+    from seo_core.registry import SinkRegistry
 
 DEFAULT_METABASE = "seo-metabase.db"
 
@@ -35,6 +36,7 @@ class State:
 
     def __init__(self, metabase: str | None) -> None:
         self._metabase = metabase
+        self._registry: SinkRegistry | None = None
 
     @property
     def metabase_path(self) -> Path:
@@ -46,6 +48,15 @@ class State:
 
         return Metabase.open(self.metabase_path)
 
+    @property
+    def registry(self) -> SinkRegistry:
+        """The installed sinks, discovered once per command."""
+        if self._registry is None:
+            from seo_core.registry import SinkRegistry
+
+            self._registry = SinkRegistry.discover()
+        return self._registry
+
 
 pass_state = click.make_pass_decorator(State)
 
@@ -56,8 +67,25 @@ pass_state = click.make_pass_decorator(State)
     metavar="PATH",
     help="The metabase file (default: $SEO_METABASE, else ./seo-metabase.db).",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default=None,
+    help="Log level (default: warning; info for `seo serve`).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    help="Logs on stderr: readable on a terminal, JSON lines otherwise.",
+)
 @click.version_option(package_name="seo-core", prog_name="seo")
 @click.pass_context
-def cli(ctx: click.Context, metabase: str | None) -> None:
+def cli(ctx: click.Context, metabase: str | None, log_level: str | None, log_format: str) -> None:
     """Bind event sinks to mail and news servers, and run the servers."""
+    from seo_core.cli.logs import configure_logging
+
+    default = "info" if ctx.invoked_subcommand == "serve" else "warning"
+    configure_logging((log_level or default).lower(), log_format)
     ctx.obj = State(metabase)

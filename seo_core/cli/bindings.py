@@ -10,9 +10,16 @@ import click
 
 from seo_core.catalog import parse_source
 from seo_core.cli.app import State, cli, pass_state
-from seo_core.cli.output import binding_json, describe, echo_binding, echo_json, echo_table
-from seo_core.errors import ValidationError
-from seo_core.metabase import BindingRef, BindingSpec
+from seo_core.cli.output import (
+    binding_json,
+    describe,
+    echo_binding,
+    echo_json,
+    echo_table,
+    stats_json,
+)
+from seo_core.errors import SinkLoadError, SinkNotFoundError, ValidationError
+from seo_core.metabase import Binding, BindingCheck, BindingRef, BindingSpec
 from seo_core.properties import BAGS, PropertyValue, parse_assignment, parse_cli_value
 from seo_core.rules import parse_rule, rule_warnings
 
@@ -65,6 +72,24 @@ def _warn_rule(source: str, event: str, rule: str) -> None:
         click.echo(f"seo: warning: {warning}", err=True)
 
 
+def sink_check(state: State, *, allow_missing: bool) -> BindingCheck:
+    """Refuse a binding whose sink is not installed or refuses its SinkProperties.
+
+    With ``allow_missing`` a sink that is not installed (or fails to load) is let through: the
+    binding is stored and shows as unavailable until the sink is installed. Bad properties of an
+    installed sink are refused either way.
+    """
+
+    def check(binding: Binding) -> None:
+        try:
+            state.registry.check_binding(binding)
+        except (SinkNotFoundError, SinkLoadError):
+            if not allow_missing:
+                raise
+
+    return check
+
+
 @cli.group()
 def bindings() -> None:
     """Manage bindings: which sink handles which event of which source."""
@@ -97,6 +122,11 @@ def bindings() -> None:
     metavar="K=V",
     help="An EventBindingProperties entry (Timeout=SECONDS).",
 )
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Store the binding even if SINK is not installed (it shows as unavailable).",
+)
 @pass_state
 def add(
     state: State,
@@ -113,6 +143,7 @@ def add(
     sink_prop: tuple[str, ...],
     source_prop: tuple[str, ...],
     binding_prop: tuple[str, ...],
+    allow_missing: bool,
 ) -> None:
     """Bind SINK to EVENT of SOURCE under the display name NAME.
 
@@ -140,7 +171,7 @@ def add(
         binding_properties=_assignments("--binding-prop", binding_prop),
     )
     with state.open_metabase() as metabase:
-        binding = metabase.add_binding(spec)
+        binding = metabase.add_binding(spec, check=sink_check(state, allow_missing=allow_missing))
     if binding.rule:
         _warn_rule(binding.source, binding.event, binding.rule)
     click.echo(f"added {describe(binding)} (priority {binding.priority})")
@@ -187,10 +218,11 @@ def show(state: State, binding: tuple[str, ...], as_json: bool) -> None:
     """Show every field of one BINDING."""
     with state.open_metabase() as metabase:
         found = metabase.binding(parse_binding_ref(binding))
+        stats = metabase.stats(found.id)
     if as_json:
-        echo_json(binding_json(found))
+        echo_json({**binding_json(found), "stats": stats_json(stats)})
     else:
-        echo_binding(found)
+        echo_binding(found, stats)
 
 
 @bindings.command("remove", epilog=BINDING_HELP)
@@ -244,7 +276,9 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
     """
     ref, (bag, key, value) = _split_prop_args(words, 3, "BINDING BAG KEY VALUE")
     with state.open_metabase() as metabase:
-        changed = metabase.set_property(ref, bag, key, parse_cli_value(value))
+        changed = metabase.set_property(
+            ref, bag, key, parse_cli_value(value), check=sink_check(state, allow_missing=True)
+        )
     if bag == "source" and key.casefold() == "rule":
         _warn_rule(changed.source, changed.event, changed.rule)
     click.echo(f"set {bag} property {key} = {changed.bag(bag)[key]!r} on {describe(changed)}")
@@ -257,5 +291,7 @@ def del_prop(state: State, words: tuple[str, ...]) -> None:
     """Remove one property of a binding."""
     ref, (bag, key) = _split_prop_args(words, 2, "BINDING BAG KEY")
     with state.open_metabase() as metabase:
-        changed = metabase.delete_property(ref, bag, key)
+        changed = metabase.delete_property(
+            ref, bag, key, check=sink_check(state, allow_missing=True)
+        )
     click.echo(f"deleted {bag} property {key} from {describe(changed)}")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from seo_core.metabase import Binding, Source
+from seo_core.metabase import Binding, BindingStats, Source
 
 
 def binding_json(binding: Binding) -> dict[str, Any]:
@@ -29,6 +29,16 @@ def binding_json(binding: Binding) -> dict[str, Any]:
         "sink_properties": binding.sink_properties.to_dict(),
         "source_properties": binding.source_properties.to_dict(),
         "origin": binding.origin,
+    }
+
+
+def stats_json(stats: BindingStats) -> dict[str, Any]:
+    return {
+        "notifications": stats.notifications,
+        "failures": stats.failures,
+        "timeouts": stats.timeouts,
+        "last_error": stats.last_error,
+        "last_fired": stats.last_fired,
     }
 
 
@@ -66,7 +76,7 @@ def format_value(value: object) -> str:
     return json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
 
 
-def echo_binding(binding: Binding) -> None:
+def echo_binding(binding: Binding, stats: BindingStats | None = None) -> None:
     """The long form of ``seo bindings show``."""
     fields: list[tuple[str, object]] = [
         ("ID", binding.id),
@@ -82,6 +92,14 @@ def echo_binding(binding: Binding) -> None:
         ("Expiration", binding.expiration.isoformat() if binding.expiration else "never"),
         ("Managed by", binding.origin or "hand (seo bindings)"),
     ]
+    if stats is not None:
+        fields += [
+            ("Notifications", stats.notifications),
+            ("Failures", stats.failures),
+            ("Timeouts", stats.timeouts),
+            ("LastError", stats.last_error or "(none)"),
+            ("LastFired", stats.last_fired or "never"),
+        ]
     width = max(len(label) for label, _ in fields)
     for label, value in fields:
         click.echo(f"{label.ljust(width)}  {value}")

@@ -5,7 +5,9 @@ from seo_core.metabase.records import (
     Binding,
     BindingRef,
     BindingSpec,
+    BindingStats,
     Source,
+    StatsDelta,
 )
 from seo_core.metabase.store import BindingCheck, Metabase, validate_spec
 
@@ -15,7 +17,9 @@ __all__ = [
     "BindingCheck",
     "BindingRef",
     "BindingSpec",
+    "BindingStats",
     "Metabase",
     "Source",
+    "StatsDelta",
     "validate_spec",
 ]

@@ -118,3 +118,30 @@ class BindingSpec:
 
 BindingRef = str | tuple[str, str, str]
 """A binding named by its GUID, or by ``(source, event, display name)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BindingStats:
+    """What a binding's sink has been through: kept in the metabase, shown by ``bindings show``."""
+
+    notifications: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    last_error: str | None = None
+    last_fired: str | None = None
+
+
+@dataclass(slots=True)
+class StatsDelta:
+    """Statistics gathered in memory by a dispatcher, written to the metabase in batches.
+
+    ``unclaimed_firings`` counts notifications of bindings without a MaxFirings budget, whose
+    fire count is not claimed one by one.
+    """
+
+    notifications: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    unclaimed_firings: int = 0
+    last_error: str | None = None
+    last_fired: str | None = None

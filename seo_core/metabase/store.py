@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -30,7 +30,14 @@ from seo_core.errors import (
 )
 from seo_core.guids import new_guid, parse_guid
 from seo_core.metabase import migrations
-from seo_core.metabase.records import Binding, BindingRef, BindingSpec, Source
+from seo_core.metabase.records import (
+    Binding,
+    BindingRef,
+    BindingSpec,
+    BindingStats,
+    Source,
+    StatsDelta,
+)
 from seo_core.metabase.validation import (
     check_bag,
     check_display_name,
@@ -459,6 +466,82 @@ class Metabase:
                 for name, value in items.items()
             ],
         )
+
+    # -- firing ----------------------------------------------------------------------------
+
+    def claim_firing(self, binding_id: str) -> bool:
+        """Take one firing of a binding with a MaxFirings budget, before its sink is called.
+
+        The conditional update succeeds only while the budget lasts, so servers sharing this
+        metabase never over-fire. The firing that uses up the budget also disables the binding,
+        in the same transaction (and that is a change other dispatchers must see).
+        """
+        with self._write(bump=False) as db:
+            claimed = db.execute(
+                "UPDATE binding SET fire_count = fire_count + 1 WHERE id = ? AND enabled = 1 "
+                "AND (max_firings = 0 OR fire_count < max_firings)",
+                (binding_id,),
+            ).rowcount
+            if (
+                claimed
+                and db.execute(
+                    "UPDATE binding SET enabled = 0, updated_at = ? WHERE id = ? "
+                    "AND max_firings > 0 AND fire_count >= max_firings",
+                    (_now(), binding_id),
+                ).rowcount
+            ):
+                self._bump = True
+            return bool(claimed)
+
+    def record_stats(self, deltas: Mapping[str, StatsDelta]) -> None:
+        """Add batched per-binding statistics; unlimited bindings' fire counts ride along.
+
+        Bindings removed meanwhile are skipped. This never moves the generation: statistics are
+        not a change to what is bound.
+        """
+        if not deltas:
+            return
+        with self._write(bump=False) as db:
+            for binding_id, delta in deltas.items():
+                if (
+                    db.execute("SELECT 1 FROM binding WHERE id = ?", (binding_id,)).fetchone()
+                    is None
+                ):
+                    continue
+                db.execute(
+                    "INSERT INTO binding_stats (binding_id, notifications, failures, timeouts, "
+                    "last_error, last_fired) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (binding_id) DO UPDATE SET "
+                    "notifications = notifications + excluded.notifications, "
+                    "failures = failures + excluded.failures, "
+                    "timeouts = timeouts + excluded.timeouts, "
+                    "last_error = coalesce(excluded.last_error, last_error), "
+                    "last_fired = coalesce(excluded.last_fired, last_fired)",
+                    (
+                        binding_id,
+                        delta.notifications,
+                        delta.failures,
+                        delta.timeouts,
+                        delta.last_error,
+                        delta.last_fired,
+                    ),
+                )
+                if delta.unclaimed_firings:
+                    db.execute(
+                        "UPDATE binding SET fire_count = fire_count + ? WHERE id = ?",
+                        (delta.unclaimed_firings, binding_id),
+                    )
+
+    def stats(self, ref: BindingRef) -> BindingStats:
+        """The statistics of one binding (zeros if it never fired)."""
+        with self._read() as db:
+            binding_id = self._find_id(db, ref)
+            row = db.execute(
+                "SELECT notifications, failures, timeouts, last_error, last_fired "
+                "FROM binding_stats WHERE binding_id = ?",
+                (binding_id,),
+            ).fetchone()
+        return BindingStats(*row) if row else BindingStats()
 
     # -- maintenance -----------------------------------------------------------------------
 

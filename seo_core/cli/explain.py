@@ -1,0 +1,95 @@
+"""``seo explain``: which bindings an event would fire, in order, and why not the others."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from seo_core.catalog import parse_source
+from seo_core.cli.app import State, cli, pass_state
+from seo_core.cli.output import echo_json, echo_table
+from seo_core.rules import EventFacts
+
+
+@cli.command("explain")
+@click.argument("source")
+@click.argument("event")
+@click.option("--mail-from", metavar="ADDRESS", help="The envelope sender ('' for <>).")
+@click.option("--rcpt-to", metavar="ADDRESS", multiple=True, help="An envelope recipient.")
+@click.option("--ehlo", metavar="HOST", help="The name the client gave in EHLO/HELO.")
+@click.option("--command", "verb", metavar="VERB", help="Protocol events: the SMTP command.")
+@click.option("--argument", metavar="TEXT", help="Protocol events: the command's argument.")
+@click.option("--newsgroups", metavar="GROUPS", help="NNTP events: comma-separated groups.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def explain_command(
+    state: State,
+    source: str,
+    event: str,
+    mail_from: str | None,
+    rcpt_to: tuple[str, ...],
+    ehlo: str | None,
+    verb: str | None,
+    argument: str | None,
+    newsgroups: str | None,
+    as_json: bool,
+) -> None:
+    """Show which bindings of SOURCE's EVENT would fire, in order, and why the others would not.
+
+    \b
+    Example:
+      seo explain smtp/1 OnArrival --mail-from a@example.com --rcpt-to b@example.net
+    """
+    from seo_core.dispatcher.explain import explain
+
+    name = parse_source(source)
+    event_name = name.source_type.event(event).name
+    facts = EventFacts(
+        ehlo=ehlo,
+        mail_from=mail_from,
+        rcpt_to=tuple(rcpt_to),
+        command=verb,
+        argument=argument,
+        newsgroups=tuple(g.strip() for g in newsgroups.split(",") if g.strip())
+        if newsgroups
+        else (),
+    )
+    with state.open_metabase() as metabase:
+        bindings = metabase.bindings(str(name), event_name)
+    found = explain(bindings, state.registry, str(name), event_name, facts, datetime.now(UTC))
+    if as_json:
+        echo_json(
+            [
+                {
+                    "id": e.binding.id,
+                    "display_name": e.binding.display_name,
+                    "sink_class": e.binding.sink_class,
+                    "priority": e.binding.priority,
+                    "fires": e.fires,
+                    "reason": e.reason,
+                }
+                for e in found
+            ]
+        )
+        return
+    if not found:
+        click.echo(f"no bindings for {name} {event_name}")
+        return
+    order = 0
+    rows = []
+    for entry in found:
+        if entry.fires:
+            order += 1
+        rows.append(
+            [
+                str(order) if entry.fires else "-",
+                "yes" if entry.fires else "no",
+                entry.binding.priority,
+                entry.binding.id,
+                entry.binding.display_name or "",
+                entry.binding.sink_class,
+                entry.reason,
+            ]
+        )
+    echo_table(["#", "FIRES", "PRIO", "ID", "NAME", "SINK", "WHY"], rows)

@@ -1,0 +1,90 @@
+"""``seo sinks``: the installed sinks and whether each one can be bound.
+
+Discovery runs only when a ``sinks`` command does (never for ``seo --help``), and a broken sink
+package shows up as a row with its error instead of stopping the listing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from seo_core.cli.app import State, cli, pass_state
+from seo_core.cli.output import echo_json, echo_table
+
+if TYPE_CHECKING:
+    from seo_core.registry import SinkInfo
+
+
+@cli.group()
+def sinks() -> None:
+    """Sinks: the handlers installed packages advertise in the seo.sinks entry-point group."""
+
+
+@sinks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def list_(state: State, as_json: bool) -> None:
+    """List installed sinks: name, distribution, version, events, CLSID and load status."""
+    registry = state.registry
+    for warning in registry.warnings:
+        click.echo(f"seo: warning: {warning}", err=True)
+    if as_json:
+        echo_json([sink_json(sink) for sink in registry.sinks])
+        return
+    if not registry.sinks:
+        click.echo('no sinks installed (a sink is an entry point in the group "seo.sinks")')
+        return
+    echo_table(
+        ["NAME", "DISTRIBUTION", "VERSION", "EVENTS", "CLSID", "STATUS"],
+        [
+            [
+                s.name,
+                s.distribution,
+                s.version,
+                events_text(s.events),
+                s.clsid or "-",
+                status_text(s),
+            ]
+            for s in registry.sinks
+        ],
+    )
+
+
+def sink_json(sink: SinkInfo) -> dict[str, Any]:
+    """Every field of a sink record except the loaded object, plus its qualified name."""
+    return {
+        "name": sink.name,
+        "qualified_name": sink.qualified_name,
+        "distribution": sink.distribution,
+        "version": sink.version,
+        "location": sink.location,
+        "value": sink.value,
+        "hooks": list(sink.hooks),
+        "events": list(sink.events),
+        "clsid": sink.clsid,
+        "cacheable": sink.cacheable,
+        "status": sink.status.value,
+        "error": sink.error,
+        "conflicts": list(sink.conflicts),
+    }
+
+
+def events_text(events: tuple[str, ...], shown: int = 4) -> str:
+    """The events a sink handles, shortened for a catch-all sink (``--json`` has them all)."""
+    if not events:
+        return "-"
+    if len(events) <= shown:
+        return ", ".join(events)
+    return ", ".join(events[: shown - 1]) + f", +{len(events) - shown + 1} more"
+
+
+def status_text(sink: SinkInfo) -> str:
+    """``ok``, ``failed: <error>`` or ``shadowed``, plus how to bind around a name conflict."""
+    text = sink.status.value
+    if sink.error:
+        text += f": {sink.error}"
+    if sink.conflicts:
+        text += f" (conflict: also in {', '.join(sink.conflicts)}; bind as {sink.qualified_name})"
+    return text

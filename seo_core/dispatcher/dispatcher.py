@@ -1,0 +1,374 @@
+"""The dispatcher: one per source; notifies the bound sinks of an event, in order.
+
+For each event it takes the plan's calls for that event (enabled bindings, in priority then
+binding-ID order), skips those whose rule does not match or whose Expiration passed, claims a
+firing in the metabase for bindings with a MaxFirings budget, and calls each sink with that
+binding's own properties. A sink that raises or overruns its timeout affects only its own
+notification. SKIP_REMAINING stops the chain.
+
+pluggy would stop a hook call at the first implementation that raises and would hand every
+implementation the same arguments, so the dispatcher calls each binding's hook function itself;
+pluggy supplies the markers, the specifications and their validation (see ``registry``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import structlog
+
+from seo_core.dispatcher.plan import Plan, PlannedCall, build_plan
+from seo_core.dispatcher.timeouts import DEADLINE, SinkTimeout
+from seo_core.events.contexts import EventContext, Verdict
+from seo_core.metabase.records import Binding, StatsDelta
+from seo_core.rules import EventFacts
+
+if TYPE_CHECKING:
+    from seo_core.metabase import Metabase
+    from seo_core.registry import SinkRegistry
+
+CHECK_INTERVAL = 0.25
+"""Seconds between checks for a changed metabase: changes are seen well within one second."""
+STATS_INTERVAL = 1.0
+"""Seconds between writes of batched statistics."""
+
+_CONTINUE = Verdict.CONTINUE
+_SKIP = Verdict.SKIP_REMAINING
+
+
+class DispatchResult(NamedTuple):
+    """What happened to one event: how many sinks ran, failed, timed out; who stopped it.
+
+    A named tuple rather than a dataclass: one is made per event, and this is the cheap kind.
+    """
+
+    notified: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    stopped_by: str | None = None
+
+
+_NOTHING = DispatchResult()
+
+
+def _result(tally: list[Any]) -> DispatchResult:
+    """The result from the tally, skipping the named tuple's Python-level ``__new__``."""
+    return tuple.__new__(DispatchResult, tally)
+
+
+class Dispatcher:
+    """Notifies the sinks bound to the events of one source.
+
+    Build it with the source name, an open metabase and a sink registry; it loads the bindings
+    at once and reloads them whenever the metabase changes (checked at most every
+    :data:`CHECK_INTERVAL` seconds, for the price of one ``PRAGMA data_version``). Call
+    :meth:`close` to write the last statistics.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        metabase: Metabase,
+        registry: SinkRegistry,
+        *,
+        check_interval: float = CHECK_INTERVAL,
+        stats_interval: float = STATS_INTERVAL,
+    ) -> None:
+        self.source = source
+        self.metabase = metabase
+        self.registry = registry
+        self.check_interval = check_interval
+        self.stats_interval = stats_interval
+        self._instances: dict[Binding, object] = {}
+        self._reported: set[tuple[str, str]] = set()
+        self._stats: dict[str, StatsDelta] = {}
+        self._log = structlog.get_logger("seo.dispatcher").bind(source=source)
+        self._verbose = True
+        self._next_check = time.monotonic() + check_interval
+        self._next_flush = time.monotonic() + stats_interval
+        self._plan = Plan(-1)
+        self._retired: list[Plan] = []
+        self.reload()
+        DEADLINE.start()
+        self._closed = False
+
+    # -- bindings --------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read this source's bindings again and rebuild the plan."""
+        generation = self.metabase.generation()
+        bindings = self.metabase.bindings(self.source)
+        plan, self._instances = build_plan(
+            self.source,
+            bindings,
+            self.registry,
+            generation,
+            self._instances,
+            self._report_unavailable,
+        )
+        self._retired.append(self._plan)
+        self._plan = plan
+        self._verbose = _debug_enabled(self._log)
+        self._log.info(
+            "bindings_loaded",
+            generation=generation,
+            bindings=sum(len(calls) for calls in plan.calls.values()),
+        )
+
+    def calls(self, event: str) -> list[PlannedCall]:
+        """The planned calls of ``event`` (canonical name), in firing order."""
+        return list(self._plan.calls.get(event, ()))
+
+    @property
+    def plan(self) -> Plan:
+        return self._plan
+
+    def check_for_changes(self) -> bool:
+        """Reload if the metabase's bindings changed since the last look; True if reloaded.
+
+        One indexed read of the generation counter; done at most every ``check_interval``, so
+        its cost per event is a clock comparison.
+        """
+        self._next_check = time.monotonic() + self.check_interval
+        if self.metabase.generation() == self._plan.generation:
+            return False
+        self.reload()
+        return True
+
+    def _report_unavailable(self, binding: Binding, reason: str) -> None:
+        key = (binding.id, reason)
+        if key not in self._reported:
+            self._reported.add(key)
+            self._log.warning(
+                "binding_unavailable",
+                event_type=binding.event,
+                binding_id=binding.id,
+                sink=binding.sink_class,
+                error=reason,
+            )
+
+    # -- firing ----------------------------------------------------------------------------
+
+    async def notify(self, event: EventContext, facts: EventFacts | None = None) -> DispatchResult:
+        """Notify every matching binding of ``event.name``, in order; await async sinks."""
+        now = time.monotonic()
+        if now >= self._next_check or now >= self._next_flush:
+            self._housekeeping(now)
+        calls = self._plan.calls.get(event.name)
+        if not calls:
+            return _NOTHING
+        tally: list[Any] = [0, 0, 0, None]
+        index, pending = self._run(calls, 0, event, facts, tally)
+        if pending is not None:
+            await self._finish(calls, index, pending, event, facts, tally)
+        return _result(tally)
+
+    def notify_sync(self, event: EventContext, facts: EventFacts | None = None) -> DispatchResult:
+        """:meth:`notify` for callers without a running event loop.
+
+        Synchronous sinks need no loop; from the first ``async def`` sink on, the rest of the
+        chain runs in a fresh event loop.
+        """
+        now = time.monotonic()
+        if now >= self._next_check or now >= self._next_flush:
+            self._housekeeping(now)
+        calls = self._plan.calls.get(event.name)
+        if not calls:
+            return _NOTHING
+        tally: list[Any] = [0, 0, 0, None]
+        index, pending = self._run(calls, 0, event, facts, tally)
+        if pending is not None:
+            asyncio.run(self._finish(calls, index, pending, event, facts, tally))
+        return _result(tally)
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_check:
+            self.check_for_changes()
+        if now >= self._next_flush:
+            self.flush_stats()
+
+    async def _finish(
+        self,
+        calls: list[PlannedCall],
+        index: int,
+        pending: Any,
+        event: EventContext,
+        facts: EventFacts | None,
+        tally: list[Any],
+    ) -> None:
+        """Await the async sink at ``index``, then go on with the chain, to its end."""
+        while pending is not None:
+            call = calls[index]
+            try:
+                async with asyncio.timeout(call.timeout):
+                    result = await pending
+            except TimeoutError:
+                tally[2] += 1
+                self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+            except Exception as exc:
+                tally[1] += 1
+                self._failed(call, event, f"{type(exc).__name__}: {exc}")
+            else:
+                tally[0] += 1
+                call.count += 1
+                if self._verbose:
+                    self._notified(call, event, result, None)
+                if result is _SKIP:
+                    tally[3] = call.binding.id
+                    return
+            index, pending = self._run(calls, index + 1, event, facts, tally)
+
+    def _run(
+        self,
+        calls: list[PlannedCall],
+        index: int,
+        event: EventContext,
+        facts: EventFacts | None,
+        tally: list[Any],
+    ) -> tuple[int, Any]:
+        """Call ``calls[index:]`` in order until one is ``async def``.
+
+        Returns ``(position, coroutine)`` of that call for the caller to await, or
+        ``(len(calls), None)`` when the chain is done. ``tally`` collects notified, failed and
+        timed-out counts and the binding that stopped the chain.
+        """
+        deadline = DEADLINE
+        deadline.token += 1
+        token = deadline.token  # noqa: F841 - read by the timeout heartbeat (see timeouts.py)
+        timed = self._verbose or not deadline.preemptive
+        verbose = self._verbose
+        notified = 0
+        started = wall = 0.0
+        for call in islice(calls, index, None) if index else calls:
+            if not call.plain:
+                if call.rule is not None and (facts is None or not call.rule.matches(facts)):
+                    continue
+                if call.expires is not None:
+                    wall = wall or time.time()
+                    if wall >= call.expires:
+                        continue
+                if call.limited and not self.metabase.claim_firing(call.binding.id):
+                    self._next_check = 0.0  # its budget is spent: drop it at the next event
+                    continue
+            if timed:
+                started = time.monotonic()
+            try:
+                result = call.invoke(event)
+                if timed and not deadline.preemptive and time.monotonic() - started > call.timeout:
+                    raise SinkTimeout
+            except SinkTimeout:
+                tally[2] += 1
+                self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+                continue
+            except Exception as exc:
+                tally[1] += 1
+                self._failed(call, event, f"{type(exc).__name__}: {exc}")
+                continue
+            if result is not None:
+                if call.is_async:
+                    tally[0] += notified
+                    return calls.index(call), result
+                if result is _SKIP:
+                    notified += 1
+                    call.count += 1
+                    if verbose:
+                        self._notified(call, event, result, started)
+                    tally[3] = call.binding.id
+                    break
+            notified += 1
+            call.count += 1
+            if verbose:
+                self._notified(call, event, result, started)
+        tally[0] += notified
+        return len(calls), None
+
+    def _notified(
+        self, call: PlannedCall, event: EventContext, result: object, started: float | None
+    ) -> None:
+        self._log.debug(
+            "sink_notified",
+            event_type=event.name,
+            binding_id=call.binding.id,
+            sink=call.sink,
+            verdict=_verdict_name(result),
+            duration_ms=None if started is None else round((time.monotonic() - started) * 1000, 3),
+        )
+
+    def _failed(
+        self, call: PlannedCall, event: EventContext, error: str, *, timeout: bool = False
+    ) -> None:
+        delta = self._delta(call.binding.id)
+        if timeout:
+            delta.timeouts += 1
+        else:
+            delta.failures += 1
+        delta.last_error = error
+        if not call.limited:
+            delta.unclaimed_firings += 1
+        self._log.error(
+            "sink_timed_out" if timeout else "sink_failed",
+            event_type=event.name,
+            binding_id=call.binding.id,
+            sink=call.sink,
+            error=error,
+        )
+
+    def _delta(self, binding_id: str) -> StatsDelta:
+        delta = self._stats.get(binding_id)
+        if delta is None:
+            delta = self._stats[binding_id] = StatsDelta()
+        return delta
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def flush_stats(self) -> None:
+        """Write the batched statistics and fire counts to the metabase."""
+        self._next_flush = time.monotonic() + self.stats_interval
+        for plan in (*self._retired, self._plan):
+            for calls in plan.calls.values():
+                for call in calls:
+                    if call.count:
+                        delta = self._delta(call.binding.id)
+                        delta.notifications += call.count
+                        if not call.limited:
+                            delta.unclaimed_firings += call.count
+                        call.count = 0
+        self._retired.clear()
+        if not self._stats:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        pending, self._stats = self._stats, {}
+        for delta in pending.values():
+            delta.last_fired = stamp
+        try:
+            self.metabase.record_stats(pending)
+        except Exception as exc:  # statistics must never break mail flow
+            self._log.warning("stats_not_written", error=str(exc))
+
+    def close(self) -> None:
+        """Write the last statistics and stop the timeout heartbeat."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush_stats()
+        DEADLINE.stop()
+
+
+def _verdict_name(result: object) -> str:
+    if result is None or result is _CONTINUE:
+        return "continue"
+    if result is _SKIP:
+        return "skip_remaining"
+    return f"continue (ignored return value {type(result).__name__})"
+
+
+def _debug_enabled(logger: Any) -> bool:
+    checker = getattr(logger, "is_enabled_for", None)
+    if checker is None:
+        return True
+    return bool(checker(logging.DEBUG))

@@ -1,0 +1,203 @@
+"""Turning bindings into a firing plan: the ordered calls for each event of one source.
+
+Everything that can be decided once per metabase change is decided here (which sink, which hook
+function, which arguments it takes, the parsed rule, the timeout), so that firing an event is a
+short loop over ready-made calls.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from seo_core.catalog import parse_source
+from seo_core.errors import SeoError
+from seo_core.metabase.records import Binding
+from seo_core.rules import EventFacts, Rule, parse_rule
+
+if TYPE_CHECKING:
+    from seo_core.registry import SinkInfo, SinkRegistry
+
+HOOK_ARGUMENTS = ("event", "sink_properties", "source_properties", "binding")
+
+
+@dataclass(slots=True, eq=False)
+class PlannedCall:
+    """One binding, ready to be notified.
+
+    ``plain`` is true when nothing but the call itself is needed (no rule, no Expiration, no
+    MaxFirings budget), which lets the firing loop skip every check for the common case.
+    ``count`` gathers notifications between two writes of the statistics.
+    """
+
+    binding: Binding
+    sink: str
+    rule: Rule | None
+    timeout: float
+    expires: float | None
+    limited: bool
+    invoke: Callable[[Any], Any]
+    is_async: bool = False
+    plain: bool = False
+    count: int = 0
+
+    def matches(self, facts: EventFacts | None) -> bool:
+        if self.rule is None:
+            return True
+        return facts is not None and self.rule.matches(facts)
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A binding that cannot be notified now, and why (its sink is missing or broken)."""
+
+    binding: Binding
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    """The firing plan of one source: per canonical event name, the calls in order."""
+
+    generation: int
+    calls: dict[str, list[PlannedCall]] = field(default_factory=dict)
+    unavailable: list[Unavailable] = field(default_factory=list)
+
+
+def instance_key(binding: Binding) -> Binding:
+    """What identifies "the same binding" for keeping its sink instance: all but the count."""
+    return replace(binding, fire_count=0)
+
+
+def hook_for(target: object, source_type: str, event_names: tuple[str, ...]) -> str | None:
+    """The name of the hook ``target`` implements for an event (or one of its aliases)."""
+    from seo_core.catalog import snake_case
+
+    for name in event_names:
+        hook = f"{source_type}_{snake_case(name)}"
+        function = getattr(target, hook, None)
+        if function is not None and getattr(function, "seo_impl", None) is not None:
+            return hook
+    return None
+
+
+def make_invoker(
+    function: Callable[..., Any], binding: Binding
+) -> tuple[Callable[[Any], Any], bool]:
+    """Bind a hook function to this binding's arguments; returns the caller and "is async".
+
+    A sink's hook may accept any subset of the arguments (pluggy's rule); only those it names
+    are passed. The common shapes get a direct call without building keyword dictionaries.
+    """
+    accepted = [name for name in inspect.signature(function).parameters if name in HOOK_ARGUMENTS]
+    fixed: dict[str, Any] = {
+        "sink_properties": binding.sink_properties,
+        "source_properties": binding.source_properties,
+        "binding": binding,
+    }
+    is_async = inspect.iscoroutinefunction(function)
+    rest = [fixed[name] for name in accepted if name != "event"]
+    if accepted and accepted[0] == "event":
+        if not rest:
+            return function, is_async
+        if len(rest) == 1:
+            (a,) = rest
+            return (lambda event: function(event, a)), is_async
+        if len(rest) == 2:
+            a, b = rest
+            return (lambda event: function(event, a, b)), is_async
+        a, b, c = rest
+        return (lambda event: function(event, a, b, c)), is_async
+    keywords = {name: fixed[name] for name in accepted if name != "event"}
+    if "event" in accepted:
+        return (lambda event: function(event=event, **keywords)), is_async
+    return (lambda event: function(**keywords)), is_async
+
+
+def build_plan(
+    source: str,
+    bindings: list[Binding],
+    registry: SinkRegistry,
+    generation: int,
+    instances: Mapping[Binding, object],
+    on_unavailable: Callable[[Binding, str], None],
+) -> tuple[Plan, dict[Binding, object]]:
+    """Build the plan for ``source`` from its bindings (already in priority, ID order).
+
+    Disabled, fired-out and (at build time) expired bindings are left out. Cached sink
+    instances from ``instances`` are reused for bindings that did not change; the instances the
+    new plan uses are returned to be kept for the next build.
+    """
+    kind = parse_source(source).source_type
+    plan = Plan(generation)
+    kept: dict[Binding, object] = {}
+    for binding in bindings:
+        if not binding.enabled or binding.fired_out:
+            continue
+        event = kind.event(binding.event)
+        rule_text = binding.rule
+        try:
+            rule = parse_rule(rule_text, event.rule_kind) if rule_text.strip() else None
+        except SeoError as exc:
+            plan.unavailable.append(Unavailable(binding, f"bad rule: {exc}"))
+            on_unavailable(binding, f"bad rule: {exc}")
+            continue
+        expires = binding.expiration.timestamp() if binding.expiration else None
+        try:
+            info = registry.resolve(binding.sink_class)
+            invoke, is_async = _invoker_for(
+                info, binding, kind.name, event.name, event.aliases, instances, kept
+            )
+        except SeoError as exc:
+            plan.unavailable.append(Unavailable(binding, str(exc)))
+            on_unavailable(binding, str(exc))
+            continue
+        plan.calls.setdefault(event.name, []).append(
+            PlannedCall(
+                binding=binding,
+                sink=info.name,
+                rule=rule,
+                timeout=binding.timeout,
+                expires=expires,
+                limited=binding.max_firings > 0,
+                invoke=invoke,
+                is_async=is_async,
+                plain=rule is None and expires is None and binding.max_firings == 0,
+            )
+        )
+    return plan, kept
+
+
+def _invoker_for(
+    info: SinkInfo,
+    binding: Binding,
+    source_type: str,
+    event: str,
+    aliases: tuple[str, ...],
+    instances: Mapping[Binding, object],
+    kept: dict[Binding, object],
+) -> tuple[Callable[[Any], Any], bool]:
+    from seo_core.errors import SinkLoadError
+
+    target = info.target
+    hook = hook_for(target, source_type, (event, *aliases))
+    if hook is None:
+        raise SinkLoadError(binding.sink_class, f"sink {info.name!r} does not handle {event}")
+    if not inspect.isclass(target):
+        return make_invoker(getattr(target, hook), binding)
+    if not info.cacheable:
+        factory = target
+
+        def fresh(event_context: Any) -> Any:
+            invoke, _ = make_invoker(getattr(factory(), hook), binding)
+            return invoke(event_context)
+
+        return fresh, inspect.iscoroutinefunction(getattr(target, hook))
+    key = instance_key(binding)
+    instance = instances.get(key)
+    if instance is None:
+        instance = target()
+    kept[key] = instance
+    return make_invoker(getattr(instance, hook), binding)

@@ -1,0 +1,1 @@
+"""Events: the hook specifications, the contexts sinks receive, and property schemas."""

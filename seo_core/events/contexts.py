@@ -1,0 +1,274 @@
+"""The context objects that events hand to sinks (the ``event`` argument).
+
+A context is what a sink may read and change about one event. Sources build them; sinks act on
+them through plain attributes and a few verbs (``reply``, ``refuse``, ``set_status``). Names here
+are part of the sink API: they stay.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+
+class Verdict(enum.Enum):
+    """What a sink tells the dispatcher after handling an event."""
+
+    CONTINUE = "continue"
+    """Notify the next sink (also what returning ``None`` means)."""
+    SKIP_REMAINING = "skip_remaining"
+    """Notify no lower-priority sink for this event."""
+
+
+class MessageStatus(enum.Enum):
+    """What becomes of a message (the original's ``messagestatus``)."""
+
+    DELIVER = "deliver"
+    """Go on: categorize, route and deliver it."""
+    ABORT = "abort"
+    """Discard it, silently: nothing is delivered and no bounce is sent."""
+    BADMAIL = "badmail"
+    """Keep it aside in the badmail folder with the reason; nothing is delivered."""
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What is known about the SMTP client of a session. Never holds a password.
+
+    ``data`` is a scratch dictionary that lives as long as the session, for sinks that need to
+    remember something between commands (the original's session property bag).
+    """
+
+    id: str
+    peer: tuple[str, int] | None = None
+    ehlo_name: str | None = None
+    tls: bool = False
+    authenticated_as: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Reply:
+    """An SMTP reply: a three-digit code and its text (several lines allowed)."""
+
+    code: int
+    text: str
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.code <= 599:
+            raise ValueError(f"SMTP reply code {self.code} is not between 200 and 599")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}"
+
+
+@dataclass(slots=True, kw_only=True)
+class EventContext:
+    """What every event carries: which source fired it and its name."""
+
+    source: str
+    name: str
+
+
+# -- SMTP protocol events ------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class CommandEvent(EventContext):
+    """OnInboundCommand: a client sent a command; the server has not handled it yet.
+
+    ``reply(code, text)`` answers the client instead of the server (a 4xx or 5xx refuses the
+    command; a 2xx or 3xx answer to an unknown verb implements it). ``drop_session()`` closes
+    the connection after the reply. ``ehlo_keywords`` can be extended on EHLO.
+    """
+
+    command: str
+    argument: str
+    session: SessionInfo
+    response: Reply | None = None
+    drop: bool = False
+    ehlo_keywords: list[str] = field(default_factory=list)
+
+    def reply(self, code: int, text: str) -> None:
+        self.response = Reply(code, text)
+
+    def drop_session(self) -> None:
+        self.drop = True
+
+
+@dataclass(slots=True, kw_only=True)
+class ResponseEvent(EventContext):
+    """OnServerResponse: the server is about to send ``response`` for ``command``."""
+
+    command: str
+    argument: str
+    session: SessionInfo
+    response: Reply
+    drop: bool = False
+
+    def reply(self, code: int, text: str) -> None:
+        """Send this reply instead."""
+        self.response = Reply(code, text)
+
+    def drop_session(self) -> None:
+        self.drop = True
+
+
+@dataclass(slots=True, kw_only=True)
+class OutboundCommandEvent(EventContext):
+    """OnSessionStart .. OnSessionEnd: the relay is about to send ``command`` to a remote host."""
+
+    command: str
+    argument: str
+    remote: tuple[str, int] | None = None
+    recipient: str | None = None
+    stopped: bool = False
+
+    def set_command(self, command: str, argument: str = "") -> None:
+        self.command, self.argument = command, argument
+
+    def stop(self) -> None:
+        """Do not send this command (the step fails)."""
+        self.stopped = True
+
+
+# -- SMTP transport events -----------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class MessageEvent(EventContext):
+    """A transport event about one accepted message (OnArrival, OnPreCategorize, ...).
+
+    ``message`` is an editable :class:`email.message.EmailMessage`; ``recipients`` is the
+    editable envelope recipient list; ``status`` decides what becomes of the message.
+    """
+
+    message_id: str
+    message: EmailMessage
+    mail_from: str
+    recipients: list[str]
+    session: SessionInfo | None = None
+    status: MessageStatus = MessageStatus.DELIVER
+    status_reason: str | None = None
+
+    def set_status(self, status: MessageStatus, reason: str | None = None) -> None:
+        self.status = status
+        self.status_reason = reason
+
+    def abort(self, reason: str | None = None) -> None:
+        """Discard the message."""
+        self.set_status(MessageStatus.ABORT, reason)
+
+    def badmail(self, reason: str) -> None:
+        """Keep the message aside in badmail, with ``reason``."""
+        self.set_status(MessageStatus.BADMAIL, reason)
+
+
+@dataclass(slots=True, kw_only=True)
+class CategorizeEvent(MessageEvent):
+    """OnCategorize: resolve one ``recipient``.
+
+    A sink may ``rewrite`` it to one or more addresses (an alias), or ``mark_unknown`` it. The
+    result is in ``resolved`` (``None`` until a sink decides; the server then resolves it
+    itself) and ``unknown``.
+    """
+
+    recipient: str
+    resolved: list[str] | None = None
+    unknown: bool = False
+
+    def rewrite(self, *addresses: str) -> None:
+        self.resolved = list(addresses)
+
+    def mark_unknown(self) -> None:
+        self.unknown = True
+
+
+@dataclass(slots=True, kw_only=True)
+class RouterEvent(MessageEvent):
+    """OnTransportRouter: choose the next hop for the recipients of ``domain``."""
+
+    domain: str
+    route: tuple[str, int] | None = None
+    local: bool | None = None
+
+    def relay_to(self, host: str, port: int = 25) -> None:
+        self.route, self.local = (host, port), False
+
+    def deliver_locally(self) -> None:
+        self.route, self.local = None, True
+
+
+@dataclass(slots=True, kw_only=True)
+class DeliveryEvent(MessageEvent):
+    """StoreDriver: store the message for one local ``recipient``.
+
+    A sink that stored it calls ``delivered(where)``; one that failed calls ``fail(reason)``
+    (``permanent=True`` for a failure a retry will not fix) or raises.
+    """
+
+    recipient: str
+    stored_at: str | None = None
+    failure: str | None = None
+    permanent_failure: bool = False
+
+    def delivered(self, where: str) -> None:
+        self.stored_at = where
+
+    def fail(self, reason: str, *, permanent: bool = False) -> None:
+        self.failure, self.permanent_failure = reason, permanent
+
+
+@dataclass(slots=True, kw_only=True)
+class TrackEvent(MessageEvent):
+    """MsgTrackLog: one tracking step of a message (received, categorized, delivered, failed)."""
+
+    step: str
+    recipient: str | None = None
+    detail: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SizeEvent(EventContext):
+    """MaxMsgSize: a message of ``size`` bytes is over ``limit``; ``allow()`` lets it through."""
+
+    size: int
+    limit: int
+    mail_from: str | None
+    recipients: list[str]
+    session: SessionInfo | None = None
+    allowed: bool = False
+
+    def allow(self) -> None:
+        self.allowed = True
+
+
+@dataclass(slots=True, kw_only=True)
+class DnsEvent(EventContext):
+    """DnsResolver: the relay needs the mail hosts of ``domain``; sinks may supply them."""
+
+    domain: str
+    hosts: list[tuple[str, int]] = field(default_factory=list)
+
+
+# -- NNTP events ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class PostEvent(EventContext):
+    """OnPostEarly, OnPost and OnPostFinal: an article posted to a news source.
+
+    In OnPostEarly ``message`` holds the headers only. ``newsgroups`` is the list of groups the
+    article will be filed in (editable in OnPostEarly and OnPost); ``refuse(reason)`` rejects
+    the post and the reason reaches the client.
+    """
+
+    message: EmailMessage
+    newsgroups: list[str]
+    message_id: str | None = None
+    refused: str | None = None
+
+    def refuse(self, reason: str) -> None:
+        self.refused = reason

@@ -1,0 +1,92 @@
+"""Declared SinkProperties: how a sink states what properties it takes.
+
+A sink sets ``properties_schema = Schema({...})`` (and/or defines a ``validate_properties``
+callable); seo checks a binding's SinkProperties against it when the binding is written, so a
+typo is refused by ``seo bindings add`` instead of being found at mail time.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from seo_core.errors import SinkPropertyError
+from seo_core.properties import PropertyValue
+
+_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "list",
+    dict: "table",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Prop:
+    """One property a sink takes: its type(s), whether it is required, its default, its help."""
+
+    type: type | tuple[type, ...] = str
+    required: bool = False
+    default: PropertyValue | None = None
+    help: str = ""
+    choices: tuple[PropertyValue, ...] | None = None
+
+    def check(self, name: str, value: PropertyValue) -> None:
+        kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        if not any(_is_instance(value, kind) for kind in kinds):
+            wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise SinkPropertyError(f"SinkProperties.{name}", value, f"must be a {wanted}")
+        if self.choices is not None and value not in self.choices:
+            listed = ", ".join(repr(c) for c in self.choices)
+            raise SinkPropertyError(f"SinkProperties.{name}", value, f"must be one of {listed}")
+
+
+def _is_instance(value: object, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+class Schema:
+    """The SinkProperties a sink accepts. Unknown names are refused unless ``allow_unknown``."""
+
+    def __init__(self, properties: Mapping[str, Prop], *, allow_unknown: bool = False) -> None:
+        self.properties = dict(properties)
+        self.allow_unknown = allow_unknown
+        self._folded = {name.casefold(): name for name in self.properties}
+
+    def validate(self, values: Mapping[str, PropertyValue]) -> None:
+        """Raise :class:`SinkPropertyError` naming the first property at fault."""
+        given = {name.casefold(): name for name in values}
+        for folded, declared in self._folded.items():
+            prop = self.properties[declared]
+            if folded in given:
+                prop.check(given[folded], values[given[folded]])
+            elif prop.required:
+                raise SinkPropertyError(
+                    f"SinkProperties.{declared}", None, "is required" + _help(prop)
+                )
+        if self.allow_unknown:
+            return
+        for folded, name in given.items():
+            if folded not in self._folded:
+                close = difflib.get_close_matches(name, list(self.properties), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(self.properties) or "none"
+                raise SinkPropertyError(
+                    f"SinkProperties.{name}",
+                    values[name],
+                    f"unknown property{hint}; this sink takes: {known}",
+                )
+
+    def defaults(self) -> dict[str, PropertyValue]:
+        return {name: p.default for name, p in self.properties.items() if p.default is not None}
+
+
+def _help(prop: Prop) -> str:
+    return f" ({prop.help})" if prop.help else ""

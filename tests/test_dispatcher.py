@@ -1,0 +1,522 @@
+"""The dispatcher: order, properties, verdicts, rules, budgets, isolation and hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from seo_core.dispatcher import Dispatcher
+from seo_core.metabase import BindingSpec, Metabase
+from seo_core.registry import SinkRegistry
+from seo_core.rules import EventFacts
+from seo_core.sdk import MessageEvent, Verdict, hookimpl
+from tests.conftest import run_process
+
+CALLS: list[tuple[str, Any]] = []
+
+
+def arrival(source: str = "smtp/1") -> MessageEvent:
+    return MessageEvent(
+        source=source,
+        name="OnArrival",
+        message_id="m1",
+        message=EmailMessage(),
+        mail_from="a@example.com",
+        recipients=["b@example.com"],
+    )
+
+
+class Recorder:
+    """Records which binding it was called for, with the properties it received."""
+
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any, binding: Any) -> None:
+        CALLS.append((binding.display_name, dict(sink_properties)))
+
+
+class Stopper:
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> Verdict:
+        CALLS.append((binding.display_name, "stop"))
+        return Verdict.SKIP_REMAINING
+
+
+class Raiser:
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> None:
+        CALLS.append((binding.display_name, "raise"))
+        raise RuntimeError("sink bug")
+
+
+class Sleeper:
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> None:
+        CALLS.append((binding.display_name, "sleep"))
+        time.sleep(5)
+
+
+class AsyncRaiser:
+    @hookimpl
+    async def smtp_on_arrival(self, binding: Any) -> None:
+        await asyncio.sleep(0)
+        CALLS.append((binding.display_name, "async-raise"))
+        raise ValueError("async sink bug")
+
+
+class AsyncSleeper:
+    @hookimpl
+    async def smtp_on_arrival(self, binding: Any) -> None:
+        CALLS.append((binding.display_name, "async-sleep"))
+        await asyncio.sleep(5)
+
+
+class AsyncTagger:
+    @hookimpl
+    async def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any) -> None:
+        await asyncio.sleep(0)
+        event.message["X-Tag"] = str(sink_properties.get("tag", "yes"))
+        CALLS.append(("async-tagger", event.message["X-Tag"]))
+
+
+class Counted:
+    instances = 0
+
+    def __init__(self) -> None:
+        Counted.instances += 1
+
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> None:
+        CALLS.append((binding.display_name, id(self)))
+
+
+class Uncached(Counted):
+    cacheable = False
+
+
+SINKS: dict[str, object] = {
+    "recorder": Recorder,
+    "stopper": Stopper,
+    "raiser": Raiser,
+    "sleeper": Sleeper,
+    "async-raiser": AsyncRaiser,
+    "async-sleeper": AsyncSleeper,
+    "async-tagger": AsyncTagger,
+    "counted": Counted,
+    "uncached": Uncached,
+}
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
+    CALLS.clear()
+    Counted.instances = 0
+
+
+@pytest.fixture
+def registry() -> SinkRegistry:
+    return SinkRegistry.from_objects(SINKS)
+
+
+@pytest.fixture
+def dispatcher(metabase: Metabase, registry: SinkRegistry) -> Iterator[Dispatcher]:
+    made = Dispatcher("smtp/1", metabase, registry)
+    yield made
+    made.close()
+
+
+def bind(metabase: Metabase, name: str, sink: str = "recorder", **fields: Any) -> str:
+    spec = BindingSpec(source="smtp/1", event="OnArrival", sink_class=sink, display_name=name)
+    return metabase.add_binding(replace(spec, **fields)).id
+
+
+def names() -> list[str]:
+    return [name for name, _ in CALLS]
+
+
+class TestOrder:
+    GUIDS = (
+        "{00000000-0000-0000-0000-0000000000c1}",
+        "{00000000-0000-0000-0000-0000000000a1}",
+        "{00000000-0000-0000-0000-0000000000b1}",
+        "{00000000-0000-0000-0000-0000000000d1}",
+    )
+
+    def _bind_four(self, metabase: Metabase, reverse: bool) -> None:
+        rows = [
+            (self.GUIDS[0], "c", "recorder", 100),
+            (self.GUIDS[1], "a", "counted", 100),
+            (self.GUIDS[2], "b", "recorder", 5),
+            (self.GUIDS[3], "d", "counted", "PRIO_LOWEST"),
+        ]
+        for guid, name, sink, priority in reversed(rows) if reverse else rows:
+            bind(metabase, name, sink, id=guid, source_properties={"Priority": priority})
+
+    @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
+    def test_priority_then_binding_id(
+        self, metabase: Metabase, registry: SinkRegistry, reverse: bool
+    ) -> None:
+        self._bind_four(metabase, reverse)
+        dispatcher = Dispatcher("smtp/1", metabase, registry)
+        dispatcher.notify_sync(arrival())
+        dispatcher.close()
+        assert names() == ["b", "a", "c", "d"]
+
+    def test_order_does_not_depend_on_registration_order(self, metabase: Metabase) -> None:
+        self._bind_four(metabase, reverse=False)
+        backwards = SinkRegistry.from_objects(dict(reversed(list(SINKS.items()))))
+        dispatcher = Dispatcher("smtp/1", metabase, backwards)
+        dispatcher.notify_sync(arrival())
+        dispatcher.close()
+        assert names() == ["b", "a", "c", "d"]
+
+
+class TestNotification:
+    def test_each_binding_gets_its_own_properties(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "one", sink_properties={"Tag": "first"})
+        bind(metabase, "two", sink_properties={"tag": "second", "extra": [1]})
+        dispatcher.reload()
+        result = dispatcher.notify_sync(arrival())
+        assert result.notified == 2
+        assert sorted(CALLS) == [
+            ("one", {"Tag": "first"}),
+            ("two", {"tag": "second", "extra": [1]}),
+        ]
+
+    def test_skip_remaining_stops_lower_priorities(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "first", source_properties={"Priority": 1})
+        stop = bind(metabase, "stop", "stopper", source_properties={"Priority": 2})
+        bind(metabase, "never", source_properties={"Priority": 3})
+        dispatcher.reload()
+        result = dispatcher.notify_sync(arrival())
+        assert names() == ["first", "stop"]
+        assert result.stopped_by == stop
+
+    def test_other_events_and_sources_are_not_notified(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "here")
+        bind(metabase, "other source", source="smtp/2")
+        bind(metabase, "other event", event="OnPreCategorize")
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        assert names() == ["here"]
+
+    def test_rules_filter_with_the_event_facts(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "example only", source_properties={"Rule": "mail from=*@example.com"})
+        bind(metabase, "everyone")
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival(), EventFacts(mail_from="x@other.example"))
+        assert names() == ["everyone"]
+        CALLS.clear()
+        dispatcher.notify_sync(arrival(), EventFacts(mail_from="x@EXAMPLE.com"))
+        assert sorted(names()) == ["everyone", "example only"]
+
+    def test_disabled_and_expired_bindings_are_not_notified(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "off", enabled=False)
+        bind(metabase, "past", expiration=datetime.now(UTC) - timedelta(seconds=1))
+        bind(metabase, "future", expiration=datetime.now(UTC) + timedelta(days=1))
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        assert names() == ["future"]
+
+    async def test_async_sinks_are_awaited_before_the_next(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(
+            metabase,
+            "tag",
+            "async-tagger",
+            sink_properties={"tag": "t1"},
+            source_properties={"Priority": 1},
+        )
+        bind(metabase, "after", source_properties={"Priority": 2})
+        dispatcher.reload()
+        event = arrival()
+        result = await dispatcher.notify(event)
+        assert result.notified == 2
+        assert CALLS == [("async-tagger", "t1"), ("after", {})]
+        assert event.message["X-Tag"] == "t1"
+
+    def test_a_missing_sink_is_unavailable_and_the_rest_run(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "ghost", "not-installed")
+        bind(metabase, "real")
+        with capture_logs() as logs:
+            dispatcher.reload()
+            dispatcher.notify_sync(arrival())
+            dispatcher.notify_sync(arrival())
+        assert names() == ["real", "real"]
+        unavailable = [e for e in logs if e["event"] == "binding_unavailable"]
+        assert len(unavailable) == 1
+        assert unavailable[0]["sink"] == "not-installed"
+
+
+class TestInstances:
+    def test_a_class_sink_is_instantiated_once_per_binding(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "one", "counted")
+        bind(metabase, "two", "counted")
+        dispatcher.reload()
+        for _ in range(3):
+            dispatcher.notify_sync(arrival())
+        assert Counted.instances == 2
+        assert len({instance for _, instance in CALLS}) == 2
+
+    def test_an_uncacheable_sink_gets_a_new_instance_each_time(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        bind(metabase, "fresh", "uncached")
+        dispatcher.reload()
+        for _ in range(3):
+            dispatcher.notify_sync(arrival())
+        assert Counted.instances == 3
+
+    def test_a_changed_binding_gets_a_new_instance(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        binding = bind(metabase, "one", "counted")
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        assert Counted.instances == 1
+        metabase.set_property(binding, "sink", "x", 1)
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        assert Counted.instances == 2
+
+
+class TestIsolation:
+    @pytest.mark.parametrize(
+        ("sink", "log_event", "error"),
+        [
+            ("raiser", "sink_failed", "RuntimeError: sink bug"),
+            ("sleeper", "sink_timed_out", "timed out after 0.3s"),
+            ("async-raiser", "sink_failed", "ValueError: async sink bug"),
+            ("async-sleeper", "sink_timed_out", "timed out after 0.3s"),
+        ],
+        ids=["raises", "sleeps-past-timeout", "async-raises", "async-sleeps-past-timeout"],
+    )
+    async def test_a_failing_sink_affects_only_its_own_notification(
+        self, metabase: Metabase, dispatcher: Dispatcher, sink: str, log_event: str, error: str
+    ) -> None:
+        bind(metabase, "before", source_properties={"Priority": 1})
+        bad = bind(
+            metabase,
+            "bad",
+            sink,
+            source_properties={"Priority": 2},
+            binding_properties={"Timeout": 0.3},
+        )
+        bind(metabase, "tagger", "async-tagger", source_properties={"Priority": 3})
+        bind(metabase, "after", source_properties={"Priority": 4})
+        dispatcher.reload()
+        event = arrival()
+        started = time.monotonic()
+        with capture_logs() as logs:
+            result = await dispatcher.notify(event)
+        assert time.monotonic() - started < 2.0
+        assert names()[0] == "before"
+        assert names()[-2:] == ["async-tagger", "after"]
+        assert event.message["X-Tag"] == "yes"
+        assert result.notified == 3
+        failures = [e for e in logs if e["log_level"] == "error"]
+        assert [
+            (e["event"], e["source"], e["binding_id"], e["sink"], e["error"]) for e in failures
+        ] == [(log_event, "smtp/1", bad, sink, error)]
+        dispatcher.flush_stats()
+        stats = metabase.stats(bad)
+        assert (stats.failures + stats.timeouts, stats.last_error) == (1, error)
+
+    def test_every_notification_is_logged_with_verdict_and_duration(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        one = bind(metabase, "one", source_properties={"Priority": 1})
+        two = bind(metabase, "two", "stopper", source_properties={"Priority": 2})
+        dispatcher.reload()
+        with capture_logs() as logs:
+            dispatcher.notify_sync(arrival())
+        lines = [e for e in logs if e["event"] == "sink_notified"]
+        assert [(e["binding_id"], e["verdict"]) for e in lines] == [
+            (one, "continue"),
+            (two, "skip_remaining"),
+        ]
+        assert all(e["duration_ms"] >= 0 and e["source"] == "smtp/1" for e in lines)
+
+
+class TestStatistics:
+    def test_counts_are_batched_into_the_metabase(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        binding = bind(metabase, "counted")
+        dispatcher.reload()
+        for _ in range(5):
+            dispatcher.notify_sync(arrival())
+        dispatcher.flush_stats()
+        stats = metabase.stats(binding)
+        assert stats.notifications == 5
+        assert stats.last_fired is not None
+        assert metabase.binding(binding).fire_count == 5
+
+    def test_max_firings_disables_the_binding(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        binding = bind(metabase, "three times", max_firings=3)
+        dispatcher.reload()
+        for _ in range(5):
+            dispatcher.notify_sync(arrival())
+        assert names() == ["three times"] * 3
+        stored = metabase.binding(binding)
+        assert (stored.fire_count, stored.enabled) == (3, False)
+        metabase.set_enabled(binding, True)
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        assert len(CALLS) == 3
+
+
+FIRE_MANY = """
+import sys
+from email.message import EmailMessage
+from seo_core.dispatcher import Dispatcher
+from seo_core.metabase import Metabase
+from seo_core.registry import SinkRegistry
+from seo_core.sdk import MessageEvent, hookimpl
+
+count = 0
+class Counter:
+    @hookimpl
+    def smtp_on_arrival(self):
+        global count
+        count += 1
+
+path, events = sys.argv[1], int(sys.argv[2])
+metabase = Metabase.open(path)
+dispatcher = Dispatcher("smtp/1", metabase, SinkRegistry.from_objects({"counter": Counter}))
+for _ in range(events):
+    dispatcher.notify_sync(MessageEvent(
+        source="smtp/1", name="OnArrival", message_id="m", message=EmailMessage(),
+        mail_from="", recipients=[]))
+dispatcher.close()
+print(count)
+"""
+
+
+def test_max_firings_holds_across_processes(metabase: Metabase, metabase_path: Path) -> None:
+    limited = bind(metabase, "limited", "counter", max_firings=3)
+    unlimited = bind(metabase, "unlimited", "counter")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(
+                lambda _: run_process(sys.executable, "-c", FIRE_MANY, str(metabase_path), "50"),
+                range(4),
+            )
+        )
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    total = sum(int(r.stdout.strip().splitlines()[-1]) for r in results)
+    assert total == 3 + 200
+    limited_now = metabase.binding(limited)
+    assert (limited_now.fire_count, limited_now.enabled) == (3, False)
+    assert metabase.binding(unlimited).fire_count == 200
+    assert metabase.stats(unlimited).notifications == 200
+    assert metabase.stats(limited).notifications == 3
+
+
+class TestHotReload:
+    def _seen_within_a_second(self, dispatcher: Dispatcher, expected: list[str]) -> bool:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            CALLS.clear()
+            dispatcher.notify_sync(arrival())
+            if sorted(names()) == expected:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def test_changes_from_another_process_are_seen_within_a_second(
+        self, metabase_path: Path, registry: SinkRegistry, seo_exe: str
+    ) -> None:
+        with Metabase.open(metabase_path) as own:
+            dispatcher = Dispatcher("smtp/1", own, registry)
+            try:
+                base = ["--metabase", str(metabase_path), "bindings"]
+
+                def seo(*args: str) -> None:
+                    done = run_process(seo_exe, *base, *args)
+                    assert done.returncode == 0, done.stderr
+
+                seo("add", "smtp/1", "OnArrival", "a", "recorder", "--allow-missing")
+                assert self._seen_within_a_second(dispatcher, ["a"])
+                seo("add", "smtp/1", "OnArrival", "b", "recorder", "--allow-missing")
+                assert self._seen_within_a_second(dispatcher, ["a", "b"])
+                seo("disable", "smtp/1", "OnArrival", "a")
+                assert self._seen_within_a_second(dispatcher, ["b"])
+                seo("enable", "smtp/1", "OnArrival", "a")
+                assert self._seen_within_a_second(dispatcher, ["a", "b"])
+                seo("set-prop", "smtp/1", "OnArrival", "b", "source", "Priority", "0")
+                deadline = time.monotonic() + 1.0
+                while names() != ["b", "a"] and time.monotonic() < deadline:
+                    CALLS.clear()
+                    dispatcher.notify_sync(arrival())
+                assert names() == ["b", "a"]
+                seo("set-prop", "smtp/1", "OnArrival", "a", "sink", "k", "v")
+                deadline = time.monotonic() + 1.0
+                while ("a", {"k": "v"}) not in CALLS and time.monotonic() < deadline:
+                    CALLS.clear()
+                    dispatcher.notify_sync(arrival())
+                assert ("a", {"k": "v"}) in CALLS
+                seo("remove", "smtp/1", "OnArrival", "a")
+                assert self._seen_within_a_second(dispatcher, ["b"])
+            finally:
+                dispatcher.close()
+
+    async def test_an_event_in_flight_finishes_with_the_bindings_it_started_with(
+        self, metabase: Metabase, metabase_path: Path, registry: SinkRegistry
+    ) -> None:
+        later = bind(metabase, "later", source_properties={"Priority": 10})
+
+        class RemovesLater:
+            removed = False
+
+            @hookimpl
+            async def smtp_on_arrival(self) -> None:
+                if not RemovesLater.removed:
+                    with Metabase.open(metabase_path) as other:
+                        other.remove_binding(later)
+                    RemovesLater.removed = True
+                    assert dispatcher.check_for_changes()
+                CALLS.append(("remover", None))
+
+        registry = SinkRegistry.from_objects({**SINKS, "remover": RemovesLater})
+        bind(metabase, "remover", "remover", source_properties={"Priority": 1})
+        dispatcher = Dispatcher("smtp/1", metabase, registry)
+        try:
+            await dispatcher.notify(arrival())
+            assert names() == ["remover", "later"]
+            CALLS.clear()
+            await dispatcher.notify(arrival())
+            assert names() == ["remover"]
+        finally:
+            dispatcher.close()
