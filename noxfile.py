@@ -62,3 +62,11 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the framework."""
     session.install("-e", ".", *group("typing"))
     session.run("mypy", "--strict", "seo_core")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Speed and memory benchmarks; prints the figures the issues ask for."""
+    session.install(".", *group("bench"))
+    for script in sorted((ROOT / "bench").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)

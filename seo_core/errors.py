@@ -7,6 +7,7 @@ object at fault as attributes, not just text, so callers can report it their own
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -118,3 +119,36 @@ class ConfigError(SeoError):
         self.location = location
         self.reason = reason
         super().__init__(f"{location}: {reason}")
+
+
+class ConfigFileError(ConfigError):
+    """Every problem found in one config file; the metabase was left as it was.
+
+    ``problems`` holds one :class:`ConfigError` per problem, in file order. The message is one
+    line per problem, so the CLI prints each on its own ``seo: error:`` line.
+    """
+
+    def __init__(self, problems: Sequence[ConfigError]) -> None:
+        if not problems:
+            raise ValueError("ConfigFileError needs at least one problem")
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        self.location = first.location
+        self.reason = first.reason
+        SeoError.__init__(self, "\n".join(str(problem) for problem in self.problems))
+
+
+class EnvReferenceError(SeoError, LookupError):
+    """A property written as ``{ env = "NAME" }`` names a variable the environment lacks.
+
+    Raised when the property is resolved (as the sink is called), not when the binding is
+    written: the administrator's shell and the server's environment are often not the same.
+    """
+
+    def __init__(self, variable: str, property_name: str) -> None:
+        self.variable = variable
+        self.property_name = property_name
+        super().__init__(
+            f"property {property_name!r} refers to environment variable {variable}, "
+            "which is not set"
+        )

@@ -9,9 +9,10 @@ tables of those.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 from seo_core.errors import ValidationError
 
@@ -22,6 +23,32 @@ PropertyValue: TypeAlias = (
 BAGS = ("binding", "sink", "source")
 """The three bags of a binding, as the CLI names them."""
 
+ENV_KEY = "env"
+"""The one key of an environment reference: ``{ env = "NAME" }``."""
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_env_ref(value: object) -> TypeGuard[dict[str, PropertyValue]]:
+    """True for a table whose only key is ``env``: a secret kept in the environment.
+
+    Such a value is stored as written (the reference, never the secret) and replaced by the
+    variable's value only when the sink is called.
+    """
+    return isinstance(value, dict) and len(value) == 1 and ENV_KEY in value
+
+
+def check_env_ref(field: str, value: dict[str, PropertyValue]) -> str:
+    """The variable name of an environment reference, or :class:`ValidationError`."""
+    name = value[ENV_KEY]
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise ValidationError(
+            field,
+            value,
+            'an environment reference is { env = "NAME" }, NAME made of letters, digits and _',
+        )
+    return name
+
 
 class PropertyBag(Mapping[str, PropertyValue]):
     """An immutable mapping whose keys match case-insensitively and keep their written case.
@@ -30,13 +57,25 @@ class PropertyBag(Mapping[str, PropertyValue]):
     find the same value, and iterating yields the names as written.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_has_env_refs", "_items")
 
     def __init__(self, items: Mapping[str, PropertyValue] | None = None) -> None:
         folded: dict[str, tuple[str, PropertyValue]] = {}
         for name, value in (items or {}).items():
             folded[name.casefold()] = (name, value)
         self._items = folded
+        self._has_env_refs: bool | None = None
+
+    @property
+    def has_env_refs(self) -> bool:
+        """True when a value is ``{ env = "NAME" }``; worked out once, then remembered.
+
+        The dispatcher asks on every notification, and almost every bag has no reference, so
+        the answer must cost an attribute read, not a walk over the values.
+        """
+        if self._has_env_refs is None:
+            self._has_env_refs = any(is_env_ref(value) for _, value in self._items.values())
+        return self._has_env_refs
 
     def __getitem__(self, name: str) -> PropertyValue:
         return self._items[name.casefold()][1]

@@ -120,6 +120,21 @@ class Dispatcher:
             bindings=sum(len(calls) for calls in plan.calls.values()),
         )
 
+    def wants(self, event: str) -> bool:
+        """True when ``event`` (canonical name) has bindings to notify.
+
+        Sources ask before building an event's context, so an event nobody is bound to costs
+        next to nothing. It also gives the dispatcher its regular look at the metabase.
+        """
+        self.tick()
+        return event in self._plan.calls
+
+    def tick(self) -> None:
+        """Reload changed bindings and write statistics when their time has come."""
+        now = time.monotonic()
+        if now >= self._next_check or now >= self._next_flush:
+            self._housekeeping(now)
+
     def calls(self, event: str) -> list[PlannedCall]:
         """The planned calls of ``event`` (canonical name), in firing order."""
         return list(self._plan.calls.get(event, ()))

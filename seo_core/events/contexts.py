@@ -152,6 +152,9 @@ class MessageEvent(EventContext):
     session: SessionInfo | None = None
     status: MessageStatus = MessageStatus.DELIVER
     status_reason: str | None = None
+    raw: bytes | None = None
+    """The message as bytes, exactly as received when no sink changed it (StoreDriver gets it,
+    so delivery writes what the client sent); ``None`` where the source does not provide it."""
 
     def set_status(self, status: MessageStatus, reason: str | None = None) -> None:
         self.status = status

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from seo_core.errors import SinkPropertyError
-from seo_core.properties import PropertyValue
+from seo_core.properties import PropertyValue, is_env_ref
 
 _TYPE_NAMES = {
     str: "string",
@@ -35,7 +35,14 @@ class Prop:
     choices: tuple[PropertyValue, ...] | None = None
 
     def check(self, name: str, value: PropertyValue) -> None:
+        """Refuse a value of the wrong type or outside ``choices``.
+
+        A string property also takes an environment reference, ``{ env = "NAME" }``: its value
+        is only known when the sink is called, so its type and choices cannot be checked now.
+        """
         kinds = self.type if isinstance(self.type, tuple) else (self.type,)
+        if str in kinds and is_env_ref(value):
+            return
         if not any(_is_instance(value, kind) for kind in kinds):
             wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
             raise SinkPropertyError(f"SinkProperties.{name}", value, f"must be a {wanted}")

@@ -14,7 +14,14 @@ from seo_core.catalog import EventType, SourceName, parse_source
 from seo_core.errors import ValidationError
 from seo_core.guids import parse_guid
 from seo_core.priority import parse_priority
-from seo_core.properties import PropertyBag, PropertyValue, check_name, check_value
+from seo_core.properties import (
+    PropertyBag,
+    PropertyValue,
+    check_env_ref,
+    check_name,
+    check_value,
+    is_env_ref,
+)
 from seo_core.rules import parse_rule
 
 BAG_FIELDS = {
@@ -87,6 +94,8 @@ def check_bag(bag: str, items: Mapping[str, PropertyValue], event: EventType) ->
             )
         seen[folded] = name
         checked[name] = check_value(f"{field}.{name}", value)
+        if is_env_ref(value):
+            check_env_ref(f"{field}.{name}", value)
     if bag == "source":
         return PropertyBag(_check_source_properties(checked, event))
     if bag == "binding":

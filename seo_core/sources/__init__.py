@@ -1,0 +1,1 @@
+"""Sources: the servers that fire events (``smtp``, ``nntp``)."""

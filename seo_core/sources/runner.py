@@ -1,0 +1,128 @@
+"""Running the configured sources in one asyncio process, and stopping them gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from seo_core.dispatcher import Dispatcher
+from seo_core.metabase import Metabase
+from seo_core.sources.smtp.service import SmtpSource
+from seo_core.sources.smtp.settings import SmtpSettings
+
+if TYPE_CHECKING:
+    from seo_core.registry import SinkRegistry
+
+log = structlog.get_logger("seo.serve")
+
+RELOAD_INTERVAL = 0.5
+"""Seconds between looks at the metabase while no event happens."""
+
+
+@dataclass(slots=True)
+class Running:
+    """The sources of one ``seo serve``, started; ``stop`` ends them."""
+
+    metabase: Metabase
+    smtp: list[SmtpSource] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _watcher: asyncio.Task[None] | None = None
+
+    @property
+    def dispatchers(self) -> list[Dispatcher]:
+        return [source.dispatcher for source in self.smtp]
+
+    async def stop(self, deadline: float | None = None) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await asyncio.gather(*(source.stop(deadline) for source in self.smtp))
+        for dispatcher in self.dispatchers:
+            dispatcher.close()
+        self.metabase.close()
+
+
+async def start_sources(
+    metabase_path: Path, registry: SinkRegistry, smtp: Sequence[SmtpSettings]
+) -> Running:
+    """Open the metabase, build one dispatcher per source, and start every source."""
+    metabase = Metabase.open(metabase_path)
+    running = Running(metabase)
+    try:
+        for settings in smtp:
+            source = SmtpSource(settings, Dispatcher(settings.name, metabase, registry))
+            await source.start()
+            running.smtp.append(source)
+    except BaseException:
+        await running.stop(deadline=1.0)
+        raise
+    running._watcher = asyncio.create_task(_watch(running), name="binding watcher")
+    return running
+
+
+async def _watch(running: Running) -> None:
+    """Let dispatchers see binding changes and write statistics even when no event comes."""
+    while True:
+        await asyncio.sleep(RELOAD_INTERVAL)
+        for dispatcher in running.dispatchers:
+            try:
+                dispatcher.tick()
+            except Exception as exc:
+                log.warning("reload_failed", source=dispatcher.source, error=str(exc))
+
+
+def describe(running: Running) -> list[str]:
+    """What ``seo serve`` prints at start: sources, addresses, bindings per event in order."""
+    lines = []
+    for source in running.smtp:
+        lines.append(
+            f"{source.name} listening on {source.address} "
+            f"(local domains: {', '.join(source.settings.local_domains)}; "
+            f"spool: {source.settings.spool})"
+        )
+        plan = source.dispatcher.plan
+        for event in sorted(plan.calls):
+            for position, call in enumerate(plan.calls[event], 1):
+                binding = call.binding
+                rule = f" rule {binding.rule!r}" if binding.rule else ""
+                lines.append(
+                    f"  {event} {position}. {binding.display_name or binding.id} -> "
+                    f"{call.sink} (priority {binding.priority}){rule}"
+                )
+        for missing in plan.unavailable:
+            binding = missing.binding
+            lines.append(
+                f"  {binding.event} UNAVAILABLE {binding.display_name or binding.id} "
+                f"-> {binding.sink_class}: {missing.reason}"
+            )
+        if not plan.calls and not plan.unavailable:
+            lines.append("  (no bindings)")
+    return lines
+
+
+async def serve_until_stopped(
+    metabase_path: Path,
+    registry: SinkRegistry,
+    smtp: Sequence[SmtpSettings],
+    report: Callable[[list[str]], None],
+) -> None:
+    """Start the sources, report them, and run until SIGINT or SIGTERM."""
+    running = await start_sources(metabase_path, registry, smtp)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, running.stopping.set)
+    report(describe(running))
+    try:
+        await running.stopping.wait()
+        log.info("serve_stopping")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await running.stop()
+    log.info("serve_stopped")

@@ -1,0 +1,101 @@
+"""aiosmtpd's handler hooks for an SMTP source: who may receive mail, and accepting it.
+
+Accepting is the one place a client is told 250 for a message, so it is strict: the content must
+use CRLF line endings only (a bare LF or CR is how SMTP smuggling hides a second message), and the
+message is in the spool and fsynced before the reply is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from seo_core.sources.smtp.settings import canonical_domain
+from seo_core.sources.smtp.spool import Envelope, new_message_id
+
+if TYPE_CHECKING:
+    from seo_core.sources.smtp.protocol import SeoSMTP
+    from seo_core.sources.smtp.service import SmtpSource
+
+log = structlog.get_logger("seo.smtp")
+
+
+def domain_of(address: str) -> str:
+    """The canonical domain of an address: the text after the last ``@``."""
+    return canonical_domain(address.rpartition("@")[2]) if "@" in address else ""
+
+
+def has_bare_line_ending(content: bytes) -> bool:
+    """True when ``content`` holds a LF not preceded by CR, or a CR not followed by LF."""
+    pairs = content.count(b"\r\n")
+    return content.count(b"\n") != pairs or content.count(b"\r") != pairs
+
+
+class SmtpHandler:
+    """The policy and acceptance side of one SMTP source."""
+
+    def __init__(self, source: SmtpSource) -> None:
+        self.source = source
+
+    async def handle_EHLO(
+        self, server: SeoSMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        server.state.info.ehlo_name = hostname
+        extra = [f"250-{keyword}" for keyword in server.state.ehlo_keywords]
+        server.state.ehlo_keywords = []
+        return [*responses[:-1], *extra, responses[-1]] if extra else responses
+
+    async def handle_HELO(self, server: SeoSMTP, session: Any, envelope: Any, hostname: str) -> str:
+        session.host_name = hostname
+        server.state.info.ehlo_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_RCPT(
+        self, server: SeoSMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        settings = self.source.settings
+        if len(envelope.rcpt_tos) >= settings.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if not server.state.accepted_by_sink and domain_of(address) not in settings.local_domains:
+            return f"550 5.7.1 Relaying denied: {domain_of(address) or address} is not local here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SeoSMTP, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content
+        if has_bare_line_ending(content):
+            log.warning(
+                "smtp_bare_line_ending", source=self.source.name, session=server.state.info.id
+            )
+            return "554 5.6.0 Message refused: bare LF or CR in the data (RFC 5321, 2.3.8)"
+        info = server.state.info
+        accepted = Envelope(
+            id=new_message_id(),
+            mail_from=envelope.mail_from or "",
+            recipients=list(envelope.rcpt_tos),
+            received_at=time.time(),
+            size=len(content),
+            ehlo=info.ehlo_name,
+            peer=None if info.peer is None else f"{info.peer[0]}:{info.peer[1]}",
+        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self.source.spool.accept, accepted, content
+            )
+        except OSError as exc:
+            log.error("smtp_spool_failed", source=self.source.name, error=str(exc))
+            return "451 4.3.0 Could not store the message; try again later"
+        log.info(
+            "smtp_message_accepted",
+            source=self.source.name,
+            message_id=accepted.id,
+            size=accepted.size,
+            recipients=len(accepted.recipients),
+        )
+        self.source.pipeline.enqueue(accepted.id)
+        return f"250 2.0.0 OK queued as {accepted.id}"

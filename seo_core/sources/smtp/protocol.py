@@ -1,0 +1,262 @@
+"""The SMTP protocol on aiosmtpd, with seo's protocol events.
+
+aiosmtpd parses the dialogue; this subclass puts the events around it:
+
+- every command a client sends passes through :class:`CommandTable`, which fires
+  OnInboundCommand before aiosmtpd's own handler runs (a sink may answer instead, refuse,
+  implement a new verb, add EHLO keywords or drop the session);
+- every reply passes through :meth:`SeoSMTP.push`, which fires OnServerResponse (a sink may
+  rewrite it).
+
+It also enforces what aiosmtpd leaves open: invalid UTF-8 in a command is a syntax error, and an
+AUTH command's initial response (a credential) never reaches an event or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiosmtpd.smtp import SMTP
+
+from seo_core.events.contexts import CommandEvent, Reply, ResponseEvent, SessionInfo, SizeEvent
+from seo_core.rules import EventFacts
+
+if TYPE_CHECKING:
+    from seo_core.sources.smtp.service import SmtpSource
+
+log = structlog.get_logger("seo.smtp")
+
+BOGUS_LIMIT = 10
+"""Unknown commands a session may send before it is closed."""
+
+_SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)", re.IGNORECASE)
+_REPLY = re.compile(r"^(\d{3})([ -]?)(.*)$", re.DOTALL)
+
+Method = Callable[[str | None], Awaitable[None]]
+
+
+class SessionState:
+    """Per-connection state seo keeps beside aiosmtpd's session."""
+
+    __slots__ = (
+        "accepted_by_sink",
+        "answering",
+        "bogus",
+        "drop",
+        "ehlo_keywords",
+        "info",
+        "override",
+    )
+
+    def __init__(self, info: SessionInfo) -> None:
+        self.info = info
+        self.answering: tuple[str, str] = ("CONNECT", "")
+        self.override: Reply | None = None
+        self.accepted_by_sink = False
+        self.ehlo_keywords: list[str] = []
+        self.drop = False
+        self.bogus = 0
+
+
+class _Command:
+    """What aiosmtpd's command loop calls for one verb: seo's events, then aiosmtpd's method."""
+
+    __slots__ = ("method", "protocol", "verb")
+
+    def __init__(self, protocol: SeoSMTP, verb: str, method: Method | None) -> None:
+        self.protocol = protocol
+        self.verb = verb
+        self.method = method
+
+    async def __call__(self, arg: str | None) -> None:
+        await self.protocol.run_command(self.verb, self.method, arg)
+
+    def __getattr__(self, name: str) -> Any:
+        # aiosmtpd's HELP reads the syntax attributes of the method.
+        return getattr(self.method, name)
+
+
+class CommandTable(dict[str, Any]):
+    """aiosmtpd's verb-to-method table, answering every verb (known or not) with a wrapper."""
+
+    def __init__(self, protocol: SeoSMTP, methods: dict[str, Any]) -> None:
+        super().__init__(methods)
+        self.protocol = protocol
+
+    def get(self, verb: str, default: Any = None) -> Any:
+        return _Command(self.protocol, verb, super().get(verb))
+
+
+class SeoSMTP(SMTP):
+    """aiosmtpd's SMTP with seo's protocol events and stricter input checks."""
+
+    def __init__(self, handler: Any, source: SmtpSource, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.source = source
+        self.default_size_limit = self.data_size_limit
+        self._smtp_methods = CommandTable(self, self._smtp_methods)
+        self.state = SessionState(SessionInfo(id=""))
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self.state = SessionState(
+            SessionInfo(id=self.source.new_session_id(), peer=tuple(peer[:2]) if peer else None)
+        )
+        self.source.sessions.add(self)
+        log.info(
+            "smtp_session_start",
+            source=self.source.name,
+            session=self.state.info.id,
+            peer=_peer(self.state.info),
+        )
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self in self.source.sessions:
+            self.source.sessions.discard(self)
+            log.info(
+                "smtp_session_end",
+                source=self.source.name,
+                session=self.state.info.id,
+                reason="reset" if error else "closed",
+            )
+        super().connection_lost(error)
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def run_command(self, verb: str, method: Method | None, arg: str | None) -> None:
+        """Fire OnInboundCommand for one command, then let aiosmtpd handle it (or not)."""
+        state = self.state
+        if arg is not None and not _valid_utf8(arg):
+            await self.push("500 5.5.2 Syntax error: the command is not valid UTF-8")
+            return
+        argument = _safe_argument(verb, arg or "")
+        state.answering = (verb, argument)
+        state.override = None
+        state.accepted_by_sink = False
+        dispatcher = self.source.dispatcher
+        if dispatcher.wants("OnInboundCommand"):
+            event = CommandEvent(
+                source=self.source.name,
+                name="OnInboundCommand",
+                command=verb,
+                argument=argument,
+                session=state.info,
+            )
+            await dispatcher.notify(event, EventFacts(command=verb, argument=argument))
+            state.ehlo_keywords = list(event.ehlo_keywords)
+            if event.drop:
+                state.drop = True
+            if event.response is not None:
+                if event.response.code >= 400 or method is None:
+                    await self.push(str(event.response))
+                    return
+                state.override = event.response
+                state.accepted_by_sink = True
+            elif event.drop:
+                await self.push("421 4.7.0 Closing connection")
+                return
+        if method is None:
+            await self._unknown(verb)
+            return
+        if verb == "MAIL" and arg:
+            await self._check_declared_size(arg)
+        await method(arg)
+
+    async def _unknown(self, verb: str) -> None:
+        self.state.bogus += 1
+        if self.state.bogus >= BOGUS_LIMIT:
+            self.state.drop = True
+            await self.push("502 5.5.1 Too many unrecognized commands, goodbye")
+            return
+        await self.push(f'500 5.5.2 Error: command "{verb}" not recognized')
+
+    async def _check_declared_size(self, arg: str) -> None:
+        """MaxMsgSize: a client declared a SIZE over the limit; a sink may let it through."""
+        match = _SIZE.search(arg)
+        if match is None:
+            return
+        declared = int(match.group(1))
+        limit = self.default_size_limit
+        if not limit or declared <= limit or not self.source.dispatcher.wants("MaxMsgSize"):
+            return
+        event = SizeEvent(
+            source=self.source.name,
+            name="MaxMsgSize",
+            size=declared,
+            limit=limit,
+            mail_from=None,
+            recipients=[],
+            session=self.state.info,
+        )
+        await self.source.dispatcher.notify(event, EventFacts(ehlo=self.state.info.ehlo_name))
+        if event.allowed:
+            self.data_size_limit = declared
+
+    def _set_post_data_state(self) -> None:
+        super()._set_post_data_state()  # type: ignore[no-untyped-call]
+        self.data_size_limit = self.default_size_limit
+
+    # -- replies ---------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        """Send one reply line, after OnServerResponse (and a sink's own reply) had their say."""
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        state = self.state
+        if state.override is not None and not text.startswith("354"):
+            override, state.override = state.override, None
+            separator = "-" if text[3:4] == "-" else " "
+            text = f"{override.code}{separator}{override.text}"
+        dispatcher = self.source.dispatcher
+        if dispatcher.wants("OnServerResponse"):
+            text = await self._server_response(text)
+        await super().push(text)
+        if state.drop and text[3:4] != "-":
+            state.drop = False
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _server_response(self, text: str) -> str:
+        match = _REPLY.match(text)
+        if match is None:
+            return text
+        code, separator, rest = match.groups()
+        verb, argument = self.state.answering
+        event = ResponseEvent(
+            source=self.source.name,
+            name="OnServerResponse",
+            command=verb,
+            argument=argument,
+            session=self.state.info,
+            response=Reply(int(code), rest),
+        )
+        await self.source.dispatcher.notify(event, EventFacts(command=verb, argument=argument))
+        if event.drop:
+            self.state.drop = True
+        return f"{event.response.code}{separator or ' '}{event.response.text}"
+
+
+def _valid_utf8(text: str) -> bool:
+    """aiosmtpd decodes arguments with surrogateescape; a lone surrogate means invalid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _safe_argument(verb: str, argument: str) -> str:
+    """What events and logs may see of an argument: AUTH keeps only its mechanism name."""
+    if verb == "AUTH":
+        return argument.split(" ", 1)[0]
+    return argument
+
+
+def _peer(info: SessionInfo) -> str | None:
+    return None if info.peer is None else f"{info.peer[0]}:{info.peer[1]}"

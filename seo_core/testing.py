@@ -1,0 +1,115 @@
+"""Running real sources in tests: a source on a free loopback port, in a background thread.
+
+The server runs its own event loop in a thread, so a test can talk to it with blocking clients
+(``smtplib``, ``swaks`` in a subprocess) and wait for its pipeline without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from seo_core.registry import SinkRegistry
+    from seo_core.sources.runner import Running
+    from seo_core.sources.smtp.service import SmtpSource
+
+T = TypeVar("T")
+
+
+class ServerThread:
+    """An event loop in a thread, running the sources of one test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="seo-test-server", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run ``coroutine`` on the server's loop and wait for its result."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class RunningSmtp:
+    """What :func:`running_smtp` yields: the source, its port, and ways to wait for it."""
+
+    def __init__(self, server: ServerThread, running: Running) -> None:
+        self.server = server
+        self.running = running
+        self.source: SmtpSource = running.smtp[0]
+
+    @property
+    def port(self) -> int:
+        return self.source.port
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Block until the pipeline has processed everything queued so far."""
+
+        async def idle() -> None:
+            await asyncio.sleep(0)
+            await self.source.pipeline.idle.wait()
+
+        self.server.call(idle(), timeout)
+
+    def restart(self) -> None:
+        """Stop the source and start it again on the same port (resuming its spool)."""
+        from seo_core.sources.runner import start_sources
+
+        settings = self.source.settings
+        path = self.running.metabase.path
+        registry = self.source.dispatcher.registry
+        self.server.call(self.running.stop(deadline=5.0))
+        pinned = type(settings)(**{**_fields(settings), "port": self.port})
+        self.running = self.server.call(start_sources(path, registry, [pinned]))
+        self.source = self.running.smtp[0]
+
+
+def _fields(settings: Any) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__slots__}
+
+
+@contextmanager
+def running_smtp(
+    metabase: Path,
+    registry: SinkRegistry,
+    *,
+    spool: Path,
+    local_domains: tuple[str, ...] = ("example.com",),
+    settings: Mapping[str, Any] | None = None,
+) -> Iterator[RunningSmtp]:
+    """Run ``smtp/1`` on 127.0.0.1 with a free port until the ``with`` block ends."""
+    from seo_core.sources.runner import start_sources
+    from seo_core.sources.smtp.settings import SmtpSettings
+
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "hostname": "mx.test",
+        "local_domains": list(local_domains),
+        "spool": str(spool),
+        **(settings or {}),
+    }
+    smtp = SmtpSettings.from_mapping("smtp/1", values)
+    server = ServerThread()
+    try:
+        handle = RunningSmtp(server, server.call(start_sources(metabase, registry, [smtp])))
+        try:
+            yield handle
+        finally:
+            server.call(handle.running.stop(deadline=5.0))
+    finally:
+        server.close()
