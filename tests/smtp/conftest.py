@@ -47,15 +47,21 @@ def mailboxes(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bound_store(metabase: Metabase, mailboxes: Path) -> str:
-    return metabase.add_binding(BindingSpec(
-        source="smtp/1", event="StoreDriver", sink_class="store", display_name="Store",
-        sink_properties={"root": str(mailboxes)},
-    )).id
+    return metabase.add_binding(
+        BindingSpec(
+            source="smtp/1",
+            event="StoreDriver",
+            sink_class="store",
+            display_name="Store",
+            sink_properties={"root": str(mailboxes)},
+        )
+    ).id
 
 
 @pytest.fixture
-def smtp(metabase_path: Path, metabase: Metabase, bound_store: str, tmp_path: Path
-         ) -> Iterator[RunningSmtp]:
+def smtp(
+    metabase_path: Path, metabase: Metabase, bound_store: str, tmp_path: Path
+) -> Iterator[RunningSmtp]:
     with running_smtp(metabase_path, registry_with(), spool=tmp_path / "spool") as running:
         yield running
 

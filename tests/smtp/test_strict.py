@@ -1,0 +1,295 @@
+"""Strict protocol handling, each case with the exact bytes a client sends."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import socket
+import struct
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from seo_core.metabase import BindingSpec, Metabase
+from seo_core.sdk import MessageEvent, hookimpl
+from seo_core.testing import RunningSmtp, running_smtp
+from tests.smtp.conftest import delivered, registry_with
+
+ARRIVED: list[MessageEvent] = []
+
+
+class Arrivals:
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent) -> None:
+        ARRIVED.append(event)
+
+
+class Dialogue:
+    """A raw SMTP client: sends bytes exactly as given, reads replies line by line."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        assert self.reply().startswith(b"220")
+
+    def reply(self) -> bytes:
+        """One complete reply (all lines of a multi-line one), without the final CRLF."""
+        lines = []
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("server closed the connection")
+            lines.append(line.rstrip(b"\r\n"))
+            if line[3:4] != b"-":
+                return b"\n".join(lines)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def command(self, line: bytes) -> bytes:
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    ARRIVED.clear()
+
+
+@pytest.fixture
+def arrivals_bound(metabase: Metabase) -> str:
+    return metabase.add_binding(
+        BindingSpec(
+            source="smtp/1",
+            event="OnArrival",
+            sink_class="arrivals",
+            display_name="Arrivals",
+            max_firings=1000,
+        )
+    ).id
+
+
+@pytest.fixture
+def server(
+    metabase_path: Path, metabase: Metabase, bound_store: str, arrivals_bound: str, tmp_path: Path
+) -> Any:
+    with running_smtp(
+        metabase_path,
+        registry_with(arrivals=Arrivals),
+        spool=tmp_path / "spool",
+        local_domains=("example.com", "bücher.example"),
+        settings={"max_message_size": 100_000},
+    ) as smtp:
+        yield smtp
+
+
+def open_transaction(port: int, recipient: bytes = b"<bob@example.com>") -> Dialogue:
+    talk = Dialogue(port)
+    assert talk.command(b"EHLO client.test").startswith(b"250")
+    assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+    assert talk.command(b"RCPT TO:" + recipient).startswith(b"250")
+    assert talk.command(b"DATA").startswith(b"354")
+    return talk
+
+
+class TestSmuggling:
+    def test_a_bare_lf_in_the_data_is_refused_with_no_event(self, server: RunningSmtp) -> None:
+        talk = open_transaction(server.port)
+        talk.send(b"Subject: x\r\n\r\nline one\nline two\r\n.\r\n")
+        assert talk.reply().startswith(b"554 5.6.0")
+        assert talk.command(b"NOOP").startswith(b"250")
+        talk.close()
+        server.wait_idle()
+        assert ARRIVED == []
+
+    def test_a_bare_cr_in_the_data_is_refused(self, server: RunningSmtp) -> None:
+        talk = open_transaction(server.port)
+        talk.send(b"Subject: x\r\n\r\nline one\rline two\r\n.\r\n")
+        assert talk.reply().startswith(b"554 5.6.0")
+        talk.close()
+        server.wait_idle()
+        assert ARRIVED == []
+
+    def test_lf_dot_crlf_never_ends_a_message_nor_hides_a_second_one(
+        self, server: RunningSmtp, mailboxes: Path
+    ) -> None:
+        talk = open_transaction(server.port)
+        talk.send(
+            b"Subject: first\r\n\r\nbody\n.\r\n"
+            b"MAIL FROM:<evil@attacker.example>\r\n"
+            b"RCPT TO:<victim@example.com>\r\n"
+            b"DATA\r\n"
+            b"Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
+        )
+        assert talk.reply().startswith(b"554 5.6.0")
+        talk.close()
+        server.wait_idle()
+        assert ARRIVED == []
+        assert delivered(mailboxes, "victim@example.com") == []
+        assert delivered(mailboxes, "bob@example.com") == []
+
+
+class TestSize:
+    def test_a_declared_size_over_the_limit_gets_552_at_mail(self, server: RunningSmtp) -> None:
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(b"MAIL FROM:<a@example.com> SIZE=100001").startswith(b"552")
+        assert talk.command(b"MAIL FROM:<a@example.com> SIZE=99999").startswith(b"250")
+        talk.close()
+
+    def test_a_body_over_the_limit_gets_one_552_and_the_next_transaction_works(
+        self, server: RunningSmtp, metabase: Metabase, arrivals_bound: str, mailboxes: Path
+    ) -> None:
+        talk = open_transaction(server.port)
+        tracemalloc.start()
+        try:
+            line = b"y" * 998 + b"\r\n"
+            for _ in range(20):  # 20 MB, against a 100 kB limit
+                talk.send(line * 1000)
+            talk.send(b".\r\n")
+            assert talk.reply() == b"552 Error: Too much mail data"
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 5_000_000
+        assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+        assert talk.command(b"RCPT TO:<bob@example.com>").startswith(b"250")
+        assert talk.command(b"DATA").startswith(b"354")
+        talk.send(b"Subject: small\r\n\r\nok\r\n.\r\n")
+        assert talk.reply().startswith(b"250")
+        talk.close()
+        server.wait_idle()
+        assert [e.message["Subject"] for e in ARRIVED] == ["small"]
+        assert metabase.binding(arrivals_bound).fire_count == 1
+        assert len(delivered(mailboxes, "bob@example.com")) == 1
+
+
+class TestAddresses:
+    @pytest.mark.parametrize(
+        ("mail", "rcpt", "recipient"),
+        [
+            (
+                b"MAIL FROM:<a@example.net>",
+                b'RCPT TO:<"odd user"@example.com>',
+                '"odd user"@example.com',
+            ),
+            (
+                b"MAIL FROM:<a@example.net>",
+                b"RCPT TO:<@relay.example.net:user1@example.com>",
+                "user1@example.com",
+            ),
+            (
+                b"MAIL FROM:<a@example.net> BODY=8BITMIME SIZE=100",
+                b"RCPT TO:<bob@example.com>",
+                "bob@example.com",
+            ),
+            (b"mail from:<a@example.net>", b"rcpt to:<bob@example.com>", "bob@example.com"),
+            (
+                b"MAIL FROM:<j\xc3\xbcrgen@example.net> SMTPUTF8",
+                b"RCPT TO:<z\xc3\xbcrich@example.com>",
+                "zürich@example.com",
+            ),
+            (
+                b"MAIL FROM:<a@example.net>",
+                b"RCPT TO:<x@xn--bcher-kva.example>",
+                "x@xn--bcher-kva.example",
+            ),
+            (
+                b"MAIL FROM:<a@example.net> SMTPUTF8",
+                b"RCPT TO:<x@B\xc3\x9cCHER.example>",
+                "x@BÜCHER.example",
+            ),
+        ],
+        ids=[
+            "quoted-local-part",
+            "source-route",
+            "esmtp-params",
+            "lower-case-verbs",
+            "smtputf8",
+            "idn-a-label",
+            "idn-u-label",
+        ],
+    )
+    def test_accepted_and_delivered(
+        self, server: RunningSmtp, mailboxes: Path, mail: bytes, rcpt: bytes, recipient: str
+    ) -> None:
+        talk = Dialogue(server.port)
+        assert talk.command(b"EHLO client.test").startswith(b"250")
+        assert talk.command(mail).startswith(b"250"), mail
+        assert talk.command(rcpt).startswith(b"250"), rcpt
+        assert talk.command(b"DATA").startswith(b"354")
+        talk.send(b"Subject: x\r\n\r\nhello\r\n.\r\n")
+        assert talk.reply().startswith(b"250")
+        talk.close()
+        server.wait_idle()
+        assert len(delivered(mailboxes, recipient)) == 1
+        (event,) = ARRIVED
+        assert event.recipients == [recipient]
+
+    def test_invalid_utf8_in_a_command_is_a_syntax_error_and_the_session_goes_on(
+        self, server: RunningSmtp
+    ) -> None:
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(b"MAIL FROM:<\xff\xfe@example.net>").startswith(b"500 5.5.2")
+        assert talk.command(b"NOOP").startswith(b"250")
+        assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+        talk.close()
+
+
+def _reset_mid_data(port: int) -> None:
+    talk = open_transaction(port)
+    talk.send(b"Subject: cut\r\n\r\nthe connection is reset in the middle of th")
+    talk.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    talk.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_clients_resetting_mid_data(server: RunningSmtp, caplog: pytest.LogCaptureFixture) -> None:
+    """500 resets, 20 at a time: no message events, one session end each, nothing leaks."""
+    caplog.set_level(logging.WARNING)
+
+    async def tasks() -> int:
+        return len(asyncio.all_tasks())
+
+    _reset_mid_data(server.port)  # warm up lazily created resources
+    server.wait_idle()
+    gc.collect()
+    fds, task_count = _open_fds(), server.server.call(tasks())
+    tracemalloc.start()
+    try:
+        with capture_logs() as logs, ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda _: _reset_mid_data(server.port), range(500)))
+            deadline_talk = Dialogue(server.port)  # the server still answers
+            assert deadline_talk.command(b"NOOP").startswith(b"250")
+            deadline_talk.close()
+            server.wait_idle()
+            while len([e for e in logs if e["event"] == "smtp_session_end"]) < 501:
+                server.server.call(asyncio.sleep(0.01))
+        gc.collect()
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ARRIVED == []
+    ends = [e for e in logs if e["event"] == "smtp_session_end"]
+    assert len(ends) == 501
+    assert len({e["session"] for e in ends}) == 501
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert not [r for r in caplog.records if r.exc_info]
+    assert server.server.call(tasks()) <= task_count
+    assert _open_fds() <= fds + 2
+    assert current < 2_000_000

@@ -1,0 +1,251 @@
+"""The transport pipeline: event order, edits, status, categorizing, retries and badmail."""
+
+from __future__ import annotations
+
+import json
+import smtplib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seo_core.metabase import BindingSpec, Metabase
+from seo_core.sdk import (
+    CategorizeEvent,
+    DeliveryEvent,
+    MessageEvent,
+    MessageStatus,
+    SizeEvent,
+    TrackEvent,
+    hookimpl,
+)
+from seo_core.testing import running_smtp
+from tests.smtp.conftest import delivered, registry_with
+
+TRAIL: list[str] = []
+BODY = b"Subject: hello\r\nFrom: a@example.net\r\n\r\nline one\r\nline two\r\n"
+
+
+class Trail:
+    """Writes down each transport event it sees."""
+
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent) -> None:
+        TRAIL.append("OnArrival")
+
+    @hookimpl
+    def smtp_on_pre_categorize(self, event: MessageEvent) -> None:
+        TRAIL.append("OnPreCategorize")
+
+    @hookimpl
+    def smtp_on_categorize(self, event: CategorizeEvent) -> None:
+        TRAIL.append(f"OnCategorize {event.recipient}")
+
+    @hookimpl
+    def smtp_on_post_categorize(self, event: MessageEvent) -> None:
+        TRAIL.append(f"OnPostCategorize {','.join(event.recipients)}")
+
+    @hookimpl
+    def smtp_msg_track_log(self, event: TrackEvent) -> None:
+        TRAIL.append(f"MsgTrackLog {event.step} {event.recipient or ''}".rstrip())
+
+
+class Tag:
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any) -> None:
+        event.message["X-Seo-Tagged"] = str(sink_properties.get("value", "yes"))
+
+
+class Status:
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any) -> None:
+        event.set_status(MessageStatus(sink_properties["status"]), "policy says so")
+
+
+class Alias:
+    @hookimpl
+    def smtp_on_categorize(self, event: CategorizeEvent, sink_properties: Any) -> None:
+        table = sink_properties.get("table", {})
+        assert isinstance(table, dict)
+        if event.recipient in table:
+            event.rewrite(*table[event.recipient])
+        elif event.recipient.startswith("nobody@"):
+            event.mark_unknown()
+
+
+class Failing:
+    @hookimpl
+    def smtp_store_driver(self, event: DeliveryEvent) -> None:
+        event.fail("disk on fire")
+
+
+class AllowBig:
+    @hookimpl
+    def smtp_max_msg_size(self, event: SizeEvent) -> None:
+        if event.size <= 2 * event.limit:
+            event.allow()
+
+
+SINKS = {
+    "trail": Trail,
+    "tag": Tag,
+    "status": Status,
+    "alias": Alias,
+    "failing": Failing,
+    "allow-big": AllowBig,
+}
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    TRAIL.clear()
+
+
+def bind(metabase: Metabase, event: str, sink: str, **fields: Any) -> None:
+    metabase.add_binding(
+        BindingSpec(
+            source="smtp/1", event=event, sink_class=sink, display_name=f"{event} {sink}", **fields
+        )
+    )
+
+
+def send(port: int, recipients: list[str], body: bytes = BODY) -> dict[str, Any]:
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        return client.sendmail("a@example.net", recipients, body)  # type: ignore[return-value]
+
+
+def test_events_fire_in_pipeline_order(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path
+) -> None:
+    for event in (
+        "OnArrival",
+        "OnPreCategorize",
+        "OnCategorize",
+        "OnPostCategorize",
+        "MsgTrackLog",
+    ):
+        bind(metabase, event, "trail")
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, ["bob@example.com", "carol@example.com"])
+        smtp.wait_idle()
+    assert TRAIL == [
+        "MsgTrackLog received",
+        "OnArrival",
+        "OnPreCategorize",
+        "OnCategorize bob@example.com",
+        "OnCategorize carol@example.com",
+        "OnPostCategorize bob@example.com,carol@example.com",
+        "MsgTrackLog categorized",
+        "MsgTrackLog delivered bob@example.com",
+        "MsgTrackLog delivered carol@example.com",
+    ]
+
+
+def test_an_arrival_sink_adds_a_header_and_the_rest_stays_byte_for_byte(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    bind(metabase, "OnArrival", "tag", sink_properties={"value": "tagged"})
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, ["bob@example.com"])
+        smtp.wait_idle()
+    (stored,) = delivered(mailboxes, "bob@example.com")
+    assert stored == BODY.replace(b"\r\n\r\n", b"\r\nX-Seo-Tagged: tagged\r\n\r\n", 1)
+
+
+@pytest.mark.parametrize("status", ["abort", "badmail"], ids=["abort", "badmail"])
+def test_status_abort_discards_and_badmail_keeps_aside(
+    metabase: Metabase,
+    metabase_path: Path,
+    bound_store: str,
+    tmp_path: Path,
+    mailboxes: Path,
+    status: str,
+) -> None:
+    bind(metabase, "OnArrival", "status", sink_properties={"status": status})
+    spool = tmp_path / "spool"
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=spool) as smtp:
+        send(smtp.port, ["bob@example.com"])
+        smtp.wait_idle()
+    assert delivered(mailboxes, "bob@example.com") == []
+    assert list((spool / "queue").iterdir()) == []
+    kept = sorted((spool / "badmail").iterdir())
+    if status == "abort":
+        assert kept == []
+    else:
+        eml, meta = kept
+        assert eml.read_bytes() == BODY
+        assert json.loads(meta.read_text())["reason"] == "policy says so"
+
+
+def test_categorize_expands_aliases_and_drops_unknown_recipients(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    table = {"postmaster@example.com": ["alice@example.com", "bob@example.com"]}
+    bind(metabase, "OnCategorize", "alias", sink_properties={"table": table})
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, ["postmaster@example.com", "bob@example.com", "nobody@example.com"])
+        smtp.wait_idle()
+    assert len(delivered(mailboxes, "alice@example.com")) == 1
+    assert len(delivered(mailboxes, "bob@example.com")) == 1
+    assert delivered(mailboxes, "nobody@example.com") == []
+    assert delivered(mailboxes, "postmaster@example.com") == []
+
+
+def test_a_failing_store_is_retried_then_the_message_goes_to_badmail(
+    metabase: Metabase, metabase_path: Path, tmp_path: Path
+) -> None:
+    bind(metabase, "StoreDriver", "failing")
+    bind(metabase, "MsgTrackLog", "trail")
+    spool = tmp_path / "spool"
+    with running_smtp(
+        metabase_path,
+        registry_with(**SINKS),
+        spool=spool,
+        settings={"retry_schedule": [0.01, 0.01]},
+    ) as smtp:
+        send(smtp.port, ["bob@example.com"])
+        for _ in range(3):
+            smtp.wait_idle()
+            if list((spool / "badmail").glob("*.json")):
+                break
+            smtp.server.call(_next_retry(smtp))
+    (meta,) = (spool / "badmail").glob("*.json")
+    envelope = json.loads(meta.read_text())
+    assert envelope["attempts"] == 2
+    assert envelope["reason"] == "bob@example.com: disk on fire"
+    assert TRAIL.count("MsgTrackLog failed bob@example.com") == 3
+    assert TRAIL[-1] == "MsgTrackLog badmail"
+
+
+async def _next_retry(smtp: Any) -> None:
+    """Wait until the pipeline has picked up the scheduled retry (no fixed sleep)."""
+    import asyncio
+
+    pipeline = smtp.source.pipeline
+    while pipeline.idle.is_set() and pipeline._retries:
+        await asyncio.sleep(0.005)
+
+
+def test_max_msg_size_lets_a_sink_allow_a_declared_size(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    big = b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 15
+    settings = {"max_message_size": 1000}
+    with (
+        running_smtp(
+            metabase_path, registry_with(**SINKS), spool=tmp_path / "s1", settings=settings
+        ) as smtp,
+        smtplib.SMTP("127.0.0.1", smtp.port) as client,
+    ):
+        client.ehlo()
+        assert client.mail("a@example.net", ["SIZE=1520"])[0] == 552
+    bind(metabase, "MaxMsgSize", "allow-big")
+    with running_smtp(
+        metabase_path, registry_with(**SINKS), spool=tmp_path / "s2", settings=settings
+    ) as smtp:
+        assert send(smtp.port, ["bob@example.com"], big) == {}
+        smtp.wait_idle()
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.ehlo()
+            assert client.mail("a@example.net", ["SIZE=5000"])[0] == 552
+    assert delivered(mailboxes, "bob@example.com") == [big]
