@@ -97,7 +97,7 @@ class LogSink:
 
     properties_schema = Schema(
         {
-            "File": Prop(str, help="file to append lines to; default: standard output"),
+            "File": Prop(str, path=True, help="file to append lines to; default: standard output"),
             "Fields": Prop(
                 list, help="fields to write, in order; default: " + ", ".join(DEFAULT_FIELDS)
             ),

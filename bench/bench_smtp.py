@@ -1,0 +1,218 @@
+"""SMTP throughput, latency and memory: ``seo serve`` beside a bare aiosmtpd server.
+
+A load generator on loopback sends 2 KB messages, one recipient each, over 1, 8 and 32 concurrent
+connections, in the same run against (a) ``seo serve`` with three trivial OnArrival sinks and
+Maildir delivery, and (b) a bare aiosmtpd server whose handler accepts and drops. It prints
+messages per second, p50/p99 latency (MAIL to the reply after the final dot) and the peak memory
+(VmHWM) of ``seo serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEO = Path(sys.executable).with_name("seo")
+LEVELS = (1, 8, 32)
+MESSAGES = {1: 400, 8: 2000, 32: 3200}
+BODY = (
+    b"From: load@example.net\r\nTo: user@example.com\r\nSubject: load test\r\n\r\n"
+    + (b"x" * 76 + b"\r\n") * 25
+)
+
+BARE_SERVER = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+
+class Drop:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Drop(), enable_SMTPUTF8=True),
+                                      "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_listening(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+
+
+async def reply(reader: asyncio.StreamReader) -> bytes:
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("closed")
+        if line[3:4] != b"-":
+            return line
+
+
+async def client(port: int, count: int, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reply(reader)
+    writer.write(b"EHLO load.test\r\n")
+    await reply(reader)
+    for _ in range(count):
+        started = time.perf_counter()
+        writer.write(b"MAIL FROM:<load@example.net>\r\n")
+        assert (await reply(reader)).startswith(b"250")
+        writer.write(b"RCPT TO:<user@example.com>\r\n")
+        assert (await reply(reader)).startswith(b"250")
+        writer.write(b"DATA\r\n")
+        assert (await reply(reader)).startswith(b"354")
+        writer.write(BODY + b".\r\n")
+        answer = await reply(reader)
+        assert answer.startswith(b"250"), answer
+        latencies.append(time.perf_counter() - started)
+    writer.write(b"QUIT\r\n")
+    await reply(reader)
+    writer.close()
+
+
+async def load(port: int, connections: int, total: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    each = total // connections
+    started = time.perf_counter()
+    await asyncio.gather(*(client(port, each, latencies) for _ in range(connections)))
+    return each * connections / (time.perf_counter() - started), latencies
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def seo_config(folder: Path, port: int) -> Path:
+    config = folder / "seo.toml"
+    config.write_text(f"""
+metabase = "seo-metabase.db"
+
+[sources."smtp/1"]
+listen = "127.0.0.1:{port}"
+hostname = "bench.test"
+local_domains = ["example.com"]
+spool = "spool"
+
+[[bindings]]
+source = "smtp/1"
+event = "OnArrival"
+name = "trivial 1"
+sink = "trivial"
+
+[[bindings]]
+source = "smtp/1"
+event = "OnArrival"
+name = "trivial 2"
+sink = "trivial"
+
+[[bindings]]
+source = "smtp/1"
+event = "OnArrival"
+name = "trivial 3"
+sink = "trivial"
+
+[[bindings]]
+source = "smtp/1"
+event = "StoreDriver"
+name = "Local mailboxes"
+sink = "maildir"
+sink_properties = {{ root = "mail" }}
+""")
+    return config
+
+
+def start(kind: str, folder: Path, port: int) -> subprocess.Popen[bytes]:
+    if kind == "seo":
+        command = [str(SEO), "--log-level", "warning", "serve", "--config",
+                   str(seo_config(folder, port))]
+    else:
+        command = [sys.executable, "-c", BARE_SERVER, str(port)]
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def queued(folder: Path) -> int:
+    queue = folder / "spool" / "queue"
+    return len(list(queue.glob("*.json"))) if queue.exists() else 0
+
+
+def main() -> int:
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; 2 KB messages, 1 recipient")
+    print(f"{'server':>6} {'conns':>5} {'msgs':>6} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    rates: dict[tuple[str, int], float] = {}
+    peak = 0.0
+    drain_seconds = 0.0
+    for kind in ("bare", "seo"):
+        folder = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
+        port = free_port()
+        process = start(kind, folder, port)
+        try:
+            asyncio.run(wait_listening(port))
+            for connections in LEVELS:
+                rate, latencies = asyncio.run(load(port, connections, MESSAGES[connections]))
+                rates[(kind, connections)] = rate
+                cuts = statistics.quantiles(latencies, n=100)
+                print(f"{kind:>6} {connections:>5} {len(latencies):>6} {rate:>8.0f} "
+                      f"{cuts[49] * 1000:>8.2f} {cuts[98] * 1000:>8.2f}", flush=True)
+            if kind == "seo":
+                started = time.monotonic()
+                while queued(folder) and time.monotonic() - started < 300:
+                    time.sleep(0.1)
+                drain_seconds = time.monotonic() - started
+                peak = peak_rss_mb(process.pid)
+                delivered = sum(1 for _ in (folder / "mail").rglob("new/*"))
+                print(f"seo: {delivered} messages delivered to Maildir; spool drained "
+                      f"{drain_seconds:.1f}s after the last 250; peak memory {peak:.1f} MB")
+        finally:
+            stop(process)
+            shutil.rmtree(folder, ignore_errors=True)
+    ratio = rates[("seo", 8)] / rates[("bare", 8)]
+    print(f"target at 8 connections: seo >= 0.8 x bare -> {ratio:.2f} "
+          f"({'met' if ratio >= 0.8 else 'MISSED'})")
+    print(f"target peak memory < 150 MB -> {peak:.1f} MB ({'met' if peak < 150 else 'MISSED'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
