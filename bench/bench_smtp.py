@@ -155,12 +155,17 @@ sink_properties = {{ root = "mail" }}
 
 def start(kind: str, folder: Path, port: int) -> subprocess.Popen[bytes]:
     if kind == "seo":
-        command = [str(SEO), "--log-level", "warning", "serve", "--config",
-                   str(seo_config(folder, port))]
+        command = [
+            str(SEO),
+            "--log-level",
+            "warning",
+            "serve",
+            "--config",
+            str(seo_config(folder, port)),
+        ]
     else:
         command = [sys.executable, "-c", BARE_SERVER, str(port)]
-    return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -193,8 +198,11 @@ def main() -> int:
                 rate, latencies = asyncio.run(load(port, connections, MESSAGES[connections]))
                 rates[(kind, connections)] = rate
                 cuts = statistics.quantiles(latencies, n=100)
-                print(f"{kind:>6} {connections:>5} {len(latencies):>6} {rate:>8.0f} "
-                      f"{cuts[49] * 1000:>8.2f} {cuts[98] * 1000:>8.2f}", flush=True)
+                print(
+                    f"{kind:>6} {connections:>5} {len(latencies):>6} {rate:>8.0f} "
+                    f"{cuts[49] * 1000:>8.2f} {cuts[98] * 1000:>8.2f}",
+                    flush=True,
+                )
             if kind == "seo":
                 started = time.monotonic()
                 while queued(folder) and time.monotonic() - started < 300:
@@ -202,14 +210,18 @@ def main() -> int:
                 drain_seconds = time.monotonic() - started
                 peak = peak_rss_mb(process.pid)
                 delivered = sum(1 for _ in (folder / "mail").rglob("new/*"))
-                print(f"seo: {delivered} messages delivered to Maildir; spool drained "
-                      f"{drain_seconds:.1f}s after the last 250; peak memory {peak:.1f} MB")
+                print(
+                    f"seo: {delivered} messages delivered to Maildir; spool drained "
+                    f"{drain_seconds:.1f}s after the last 250; peak memory {peak:.1f} MB"
+                )
         finally:
             stop(process)
             shutil.rmtree(folder, ignore_errors=True)
     ratio = rates[("seo", 8)] / rates[("bare", 8)]
-    print(f"target at 8 connections: seo >= 0.8 x bare -> {ratio:.2f} "
-          f"({'met' if ratio >= 0.8 else 'MISSED'})")
+    print(
+        f"target at 8 connections: seo >= 0.8 x bare -> {ratio:.2f} "
+        f"({'met' if ratio >= 0.8 else 'MISSED'})"
+    )
     print(f"target peak memory < 150 MB -> {peak:.1f} MB ({'met' if peak < 150 else 'MISSED'})")
     return 0
 

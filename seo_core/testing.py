@@ -11,6 +11,7 @@ import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -74,13 +75,9 @@ class RunningSmtp:
         path = self.running.metabase.path
         registry = self.source.dispatcher.registry
         self.server.call(self.running.stop(deadline=5.0))
-        pinned = type(settings)(**{**_fields(settings), "port": self.port})
+        pinned = replace(settings, port=self.port)
         self.running = self.server.call(start_sources(path, registry, [pinned]))
         self.source = self.running.smtp[0]
-
-
-def _fields(settings: Any) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__slots__}
 
 
 @contextmanager
@@ -97,13 +94,13 @@ def running_smtp(
     from seo_core.sources.smtp.settings import SmtpSettings
 
     values: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
+        "listen": "127.0.0.1:25",
         "hostname": "mx.test",
         "local_domains": list(local_domains),
         "spool": str(spool),
         **(settings or {}),
     }
-    smtp = SmtpSettings.from_mapping("smtp/1", values)
+    smtp = replace(SmtpSettings.from_mapping("smtp/1", values), port=0)  # any free port
     server = ServerThread()
     try:
         handle = RunningSmtp(server, server.call(start_sources(metabase, registry, [smtp])))

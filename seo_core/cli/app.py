@@ -11,6 +11,7 @@ import click
 from seo_core.errors import SeoError
 
 if TYPE_CHECKING:
+    from seo_core.config import Config
     from seo_core.metabase import Metabase
     from seo_core.registry import SinkRegistry
 
@@ -27,7 +28,9 @@ class SeoGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SeoError as exc:
-            click.echo(f"seo: error: {exc}", err=True)
+            # A config file's problems come as one line each; each gets its own prefix.
+            for line in str(exc).splitlines() or [""]:
+                click.echo(f"seo: error: {line}", err=True)
             ctx.exit(1)
 
 
@@ -41,12 +44,26 @@ class State:
     @property
     def metabase_path(self) -> Path:
         """``--metabase``, else ``SEO_METABASE``, else ``./seo-metabase.db``."""
-        return Path(self._metabase or os.environ.get("SEO_METABASE") or DEFAULT_METABASE)
+        return self.metabase_path_for(None)
+
+    def metabase_path_for(self, config: Config | None) -> Path:
+        """``--metabase``, else ``SEO_METABASE``, else the config file's ``metabase`` key, else
+        ``./seo-metabase.db``: the command line and environment beat the file, so one file can
+        be tried against a scratch metabase."""
+        explicit = self._metabase or os.environ.get("SEO_METABASE")
+        if explicit:
+            return Path(explicit)
+        if config is not None and config.metabase is not None:
+            return config.metabase
+        return Path(DEFAULT_METABASE)
 
     def open_metabase(self) -> Metabase:
+        return self.open_metabase_at(self.metabase_path)
+
+    def open_metabase_at(self, path: Path, *, create: bool = True) -> Metabase:
         from seo_core.metabase import Metabase
 
-        return Metabase.open(self.metabase_path)
+        return Metabase.open(path, create=create)
 
     @property
     def registry(self) -> SinkRegistry:
@@ -65,7 +82,10 @@ pass_state = click.make_pass_decorator(State)
 @click.option(
     "--metabase",
     metavar="PATH",
-    help="The metabase file (default: $SEO_METABASE, else ./seo-metabase.db).",
+    help=(
+        "The metabase file (default: $SEO_METABASE, else the config file's `metabase`, "
+        "else ./seo-metabase.db)."
+    ),
 )
 @click.option(
     "--log-level",

@@ -98,6 +98,8 @@ def make_invoker(
         "binding": binding,
     }
     is_async = inspect.iscoroutinefunction(function)
+    if "sink_properties" in accepted and binding.sink_properties.has_env_refs:
+        return _resolving_env(function, accepted, fixed), is_async
     rest = [fixed[name] for name in accepted if name != "event"]
     if accepted and accepted[0] == "event":
         if not rest:
@@ -114,6 +116,29 @@ def make_invoker(
     if "event" in accepted:
         return (lambda event: function(event=event, **keywords)), is_async
     return (lambda event: function(**keywords)), is_async
+
+
+def _resolving_env(
+    function: Callable[..., Any], accepted: list[str], fixed: dict[str, Any]
+) -> Callable[[Any], Any]:
+    """An invoker that reads ``{ env = "NAME" }`` properties at each call, never storing them.
+
+    A variable that is not set makes this notification fail (logged with the variable's name);
+    the other bindings are not affected.
+    """
+    from seo_core.config.secrets import resolve_env
+
+    properties = fixed["sink_properties"]
+    keywords = {name: fixed[name] for name in accepted if name not in ("event", "sink_properties")}
+    wants_event = "event" in accepted
+
+    def invoke(event: Any) -> Any:
+        resolved = resolve_env(properties)
+        if wants_event:
+            return function(event=event, sink_properties=resolved, **keywords)
+        return function(sink_properties=resolved, **keywords)
+
+    return invoke
 
 
 def build_plan(

@@ -26,13 +26,19 @@ _TYPE_NAMES = {
 
 @dataclass(frozen=True, slots=True)
 class Prop:
-    """One property a sink takes: its type(s), whether it is required, its default, its help."""
+    """One property a sink takes: its type(s), whether it is required, its default, its help.
+
+    ``path=True`` marks a file or folder name: a relative one written in a config file is made
+    absolute against the config file's folder when the file is applied, because the server
+    that calls the sink may run in any folder.
+    """
 
     type: type | tuple[type, ...] = str
     required: bool = False
     default: PropertyValue | None = None
     help: str = ""
     choices: tuple[PropertyValue, ...] | None = None
+    path: bool = False
 
     def check(self, name: str, value: PropertyValue) -> None:
         """Refuse a value of the wrong type or outside ``choices``.
@@ -90,6 +96,10 @@ class Schema:
                     values[name],
                     f"unknown property{hint}; this sink takes: {known}",
                 )
+
+    def path_properties(self) -> tuple[str, ...]:
+        """The declared names of the properties that are file or folder paths."""
+        return tuple(name for name, prop in self.properties.items() if prop.path)
 
     def defaults(self) -> dict[str, PropertyValue]:
         return {name: p.default for name, p in self.properties.items() if p.default is not None}

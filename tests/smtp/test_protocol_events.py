@@ -102,11 +102,13 @@ def serve(metabase_path: Path, metabase: Metabase, bound_store: str, tmp_path: P
 
 
 def test_every_command_fires_in_order_and_auth_secrets_never_do(serve: Any) -> None:
-    with serve(("OnInboundCommand", "seen", "", {})) as smtp:
-        with smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client:
-            client.ehlo()
-            client.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")
-            client.sendmail("a@example.net", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    with (
+        serve(("OnInboundCommand", "seen", "", {})) as smtp,
+        smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
+    ):
+        client.ehlo()
+        client.docmd("AUTH", "PLAIN AGFsaWNlAHNlY3JldA==")
+        client.sendmail("a@example.net", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
     assert SEEN == [
         ("EHLO", "client.test"),
         ("AUTH", "PLAIN"),
@@ -118,9 +120,11 @@ def test_every_command_fires_in_order_and_auth_secrets_never_do(serve: Any) -> N
 
 
 def test_a_rule_selects_the_commands(serve: Any) -> None:
-    with serve(("OnInboundCommand", "seen", "EHLO;RCPT", {})) as smtp:
-        with smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client:
-            client.sendmail("a@example.net", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
+    with (
+        serve(("OnInboundCommand", "seen", "EHLO;RCPT", {})) as smtp,
+        smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
+    ):
+        client.sendmail("a@example.net", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
     assert [command for command, _ in SEEN] == ["EHLO", "RCPT"]
 
 
@@ -150,18 +154,23 @@ def test_a_non_local_recipient_is_refused_unless_a_sink_accepts_it(serve: Any) -
         client.mail("a@example.net")
         code, text = client.rcpt("someone@elsewhere.example")
         assert (code, text) == (550, b"5.7.1 Relaying denied: elsewhere.example is not local here")
-    with serve(("OnInboundCommand", "accept", "rcpt to=*@partner.example", {})) as smtp:
-        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
-            client.ehlo()
-            client.mail("a@example.net")
-            assert client.rcpt("x@partner.example") == (250, b"2.1.5 accepted by policy")
-            assert client.rcpt("x@elsewhere.example")[0] == 550
+    with (
+        serve(("OnInboundCommand", "accept", "rcpt to=*@partner.example", {})) as smtp,
+        smtplib.SMTP("127.0.0.1", smtp.port) as client,
+    ):
+        client.ehlo()
+        client.mail("a@example.net")
+        assert client.rcpt("x@partner.example") == (250, b"2.1.5 accepted by policy")
+        assert client.rcpt("x@elsewhere.example")[0] == 550
 
 
 def test_a_sink_implements_a_new_verb_and_adds_an_ehlo_keyword(serve: Any) -> None:
-    with serve(
-        ("OnInboundCommand", "verb", "", {}), ("OnInboundCommand", "keywords", "EHLO", {})
-    ) as smtp, smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client:
+    with (
+        serve(
+            ("OnInboundCommand", "verb", "", {}), ("OnInboundCommand", "keywords", "EHLO", {})
+        ) as smtp,
+        smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
+    ):
         client.ehlo()
         assert client.has_extn("xseo-demo")
         assert client.docmd("XSEO") == (250, b"seo says hello to client.test")

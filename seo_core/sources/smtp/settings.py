@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seo_core.errors import ConfigError
+from seo_core.config.settings import parse_listen
 
 DEFAULT_RETRY_SCHEDULE = (1.0, 5.0, 30.0, 120.0, 600.0)
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
@@ -38,7 +38,7 @@ class SmtpSettings:
     @classmethod
     def from_mapping(cls, name: str, settings: Mapping[str, Any]) -> SmtpSettings:
         """Build from a validated settings table (paths already absolute)."""
-        host, port = parse_listen(name, str(settings["listen"]))
+        host, port = parse_listen(str(settings["listen"]))
         hostname = str(settings.get("hostname") or socket.getfqdn())
         domains: Sequence[str] = settings.get("local_domains") or (hostname,)
         instance = name.partition("/")[2]
@@ -56,14 +56,6 @@ class SmtpSettings:
             ),
             shutdown_timeout=float(settings.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
         )
-
-
-def parse_listen(source: str, text: str) -> tuple[str, int]:
-    """``127.0.0.1:2525`` or ``[::1]:2525`` into host and port."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
-        raise ConfigError(f"sources.{source}.listen", f"{text!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 def canonical_domain(domain: str) -> str:

@@ -37,7 +37,8 @@ class MaildirSink:
             "root": Prop(
                 str,
                 required=True,
-                help="folder holding the Maildir tree; relative to the server's working folder",
+                path=True,
+                help="folder holding the Maildir tree (in a config file: relative to the file)",
             ),
             "create": Prop(
                 bool,

@@ -1,0 +1,429 @@
+"""A config file with any error changes nothing, exits 1 and names file, line, binding and key.
+
+Each case is a real file; the line a message must name is the line holding the case's marker.
+Every case also runs through the CLI against a metabase that already holds bindings, which must
+stay byte-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from seo_core.cli import cli
+from seo_core.config import apply_config, export_config, load_config
+from seo_core.errors import ConfigError, ConfigFileError
+from seo_core.metabase import BindingSpec, Metabase
+from seo_core.registry import SinkRegistry
+from seo_core.sdk import hookimpl
+
+GUID = "{00000000-0000-4000-8000-0000000000aa}"
+
+
+def binding(*lines: str, name: str = "Tag mail") -> str:
+    """A valid ``[[bindings]]`` table with ``lines`` added (later keys may not repeat one)."""
+    keys = {line.split("=")[0].strip() for line in lines if "=" in line}
+    base = {
+        "source": '"smtp/1"',
+        "event": '"OnArrival"',
+        "name": f'"{name}"',
+        "sink": '"log"',
+    }
+    body = [f"{key} = {value}" for key, value in base.items() if key not in keys]
+    return "\n".join(["", "[[bindings]]", *body, *lines, ""])
+
+
+# (id, file text, marker: the line the message must name, words the message must hold)
+CASES: list[tuple[str, str, str, list[str]]] = [
+    (
+        "toml-syntax",
+        'metabase = "x.db"\n[[bindings]]\nsource = "smtp/1\nevent = "OnArrival"\n',
+        'source = "smtp/1',
+        ["invalid TOML", "column"],
+    ),
+    (
+        "unknown-top-key",
+        'metabse = "x.db"\n',
+        "metabse",
+        ["metabse: unknown key (did you mean 'metabase'?)"],
+    ),
+    (
+        "unknown-binding-key",
+        binding('sink_propertes = { File = "x" }'),
+        "sink_propertes",
+        [
+            'binding "Tag mail"',
+            "sink_propertes: unknown key (did you mean 'sink_properties'?)",
+        ],
+    ),
+    (
+        "unknown-source-key",
+        '[sources."smtp/1"]\nlisten = "127.0.0.1:2525"\nspol = "var/spool"\n',
+        "spol",
+        ['sources."smtp/1"', "spol: unknown key (did you mean 'spool'?)"],
+    ),
+    (
+        "unknown-source-type",
+        '[sources."smpt/1"]\nlisten = "127.0.0.1:2525"\n',
+        "smpt",
+        ['sources."smpt/1"', "unknown; known: nntp, smtp"],
+    ),
+    (
+        "bad-listen",
+        '[sources."nntp/1"]\nlisten = "127.0.0.1:0"\n',
+        "listen",
+        ['sources."nntp/1"', "listen: port '0' is not a number from 1 to 65535"],
+    ),
+    (
+        "bad-setting-type",
+        '[sources."smtp/1"]\nlisten = "127.0.0.1:25"\nmax_recipients = 0\n',
+        "max_recipients",
+        ["max_recipients: must be a whole number > 0"],
+    ),
+    (
+        "missing-sink",
+        '\n[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "No sink"\n',
+        "[[bindings]]",
+        ['binding "No sink"', "sink: required key is missing"],
+    ),
+    (
+        "missing-name",
+        '\n[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nsink = "log"\n',
+        "[[bindings]]",
+        ["binding #1", "name: required key is missing"],
+    ),
+    (
+        "wrong-type",
+        binding("priority = true"),
+        "priority",
+        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not a boolean"],
+    ),
+    (
+        "priority-range",
+        binding("priority = 40000"),
+        "priority",
+        ["priority: Priority 40000: out of range 0..32767"],
+    ),
+    (
+        "priority-name",
+        binding('priority = "PRIO_HIHG"'),
+        "priority",
+        ["priority: Priority 'PRIO_HIHG': not a number 0..32767 nor one of"],
+    ),
+    (
+        "rule",
+        binding('rule = "mail frm=*"'),
+        "rule",
+        ["rule: Rule 'mail frm=*'", "unknown keyword 'mail frm'"],
+    ),
+    (
+        "rule-in-source-properties",
+        binding('source_properties = { Rule = "mail frm=*" }'),
+        "source_properties",
+        ["source_properties: Rule 'mail frm=*'"],
+    ),
+    (
+        "rule-twice",
+        binding('rule = "mail from=*"', 'source_properties = { Rule = "rcpt to=*" }'),
+        "rule =",
+        ["rule: given twice, also as source_properties.Rule"],
+    ),
+    (
+        "unknown-event",
+        binding('event = "OnArival"'),
+        "event",
+        ["event: event 'OnArival': not an event of smtp sources", "(did you mean 'OnArrival'?)"],
+    ),
+    (
+        "bad-id",
+        binding('id = "not-a-guid"'),
+        "id =",
+        ["id: ID 'not-a-guid': not a GUID"],
+    ),
+    (
+        "expires-without-zone",
+        binding("expires = 2030-01-01T00:00:00"),
+        "expires",
+        ["expires: 2030-01-01T00:00:00 has no time zone"],
+    ),
+    (
+        "expires-a-date",
+        binding("expires = 2030-01-01"),
+        "expires",
+        ["expires: 2030-01-01 is not an instant"],
+    ),
+    (
+        "max-firings",
+        binding("max_firings = -1"),
+        "max_firings",
+        ["max_firings: MaxFirings -1: must be a whole number >= 0"],
+    ),
+    (
+        "empty-name",
+        binding(name=""),
+        'name = ""',
+        ["binding #1", "name: DisplayName '': must not be empty"],
+    ),
+    (
+        "bag-not-a-table",
+        binding('sink_properties = "File=x"'),
+        "sink_properties",
+        ["sink_properties: must be a table, not a string"],
+    ),
+    (
+        "bad-env-reference",
+        binding('sink_properties = { File = { env = "1X" } }'),
+        "sink_properties",
+        ["sink_properties: SinkProperties.File", 'an environment reference is { env = "NAME" }'],
+    ),
+    (
+        "duplicate-binding",
+        binding() + binding('name = "Tag mail"  # again'),
+        "# again",
+        [
+            'binding "Tag mail"',
+            'name: smtp/1 OnArrival "Tag mail" is declared twice (first as binding #1, line 2)',
+        ],
+    ),
+    (
+        "duplicate-id",
+        binding(f'id = "{GUID}"') + binding(f'id = "{GUID.upper()}"', name="Other"),
+        f'id = "{GUID.upper()}"',
+        ['binding "Other"', f"id: {GUID} is also the id of binding #1"],
+    ),
+    (
+        "inline-bindings-array",
+        'bindings = [\n  { source = "smtp/1", event = "OnArrival", name = "X", sink = 1 },\n]\n',
+        "bindings =",
+        ['binding "X"', "sink: must be a string, not a number"],
+    ),
+    (
+        "inline-source-table",
+        '[sources]\n"smtp/1" = { listen = "2525" }\n',
+        '"smtp/1" =',
+        ['sources."smtp/1"', "listen: expected HOST:PORT"],
+    ),
+    (
+        "dotted-source-key",
+        '[sources."smtp/1"]\nlisten = "127.0.0.1:25"\nspool.path = "x"\n',
+        "spool.path",
+        ["spool: must be a non-empty string"],
+    ),
+    (
+        "sink-not-installed",
+        binding('sink = "headers"'),
+        'sink = "headers"',
+        ["sink: SinkClass 'headers': no installed sink has this name or CLSID"],
+    ),
+    (
+        "sink-property-unknown",
+        binding('sink_properties = { Fiels = ["time"] }'),
+        "Fiels",
+        ["sink_properties: SinkProperties.Fiels", "unknown property (did you mean 'Fields'?)"],
+    ),
+    (
+        "sink-property-refused",
+        binding("", "[bindings.sink_properties]", 'File = "x"', 'Fields = ["bogus"]'),
+        "[bindings.sink_properties]",
+        ["sink_properties:", "unknown field bogus"],
+    ),
+    (
+        "sink-property-type",
+        binding('sink_properties = { Fields = { env = "FIELDS" } }'),
+        "sink_properties",
+        ["sink_properties: SinkProperties.Fields", "must be a list"],
+    ),
+]
+
+
+def line_of(text: str, marker: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+@pytest.fixture(scope="module")
+def registry() -> SinkRegistry:
+    return SinkRegistry.discover()
+
+
+@pytest.fixture
+def populated(metabase_path: Path, tmp_path: Path) -> Path:
+    """A metabase holding a hand-made binding and one from another file, then closed."""
+    with Metabase.open(metabase_path) as metabase:
+        metabase.add_binding(BindingSpec("smtp/1", "OnArrival", "log", display_name="Hand"))
+        metabase.add_binding(
+            BindingSpec(
+                "smtp/1",
+                "StoreDriver",
+                "log",
+                display_name="Other file",
+                origin=f"config:{tmp_path / 'other.toml'}",
+            )
+        )
+    return metabase_path
+
+
+@pytest.mark.parametrize(
+    ("text", "marker", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_each_error_names_file_line_binding_and_key(
+    tmp_path: Path,
+    registry: SinkRegistry,
+    populated: Path,
+    text: str,
+    marker: str,
+    words: list[str],
+) -> None:
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(text, encoding="utf-8")
+    before = populated.read_bytes()
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"seo: error: {config_file}:{line_of(text, marker)}: "), line
+    for word in words:
+        assert word in line
+    assert populated.read_bytes() == before
+
+
+def test_every_problem_is_reported_in_file_order(tmp_path: Path, populated: Path) -> None:
+    text = (
+        'metabse = "x"\n'
+        + binding("priority = true", name="First")
+        + binding('event = "Nope"', name="Second")
+        + '\n[sources."smtp/1"]\nlisten = "nowhere"\n'
+    )
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigFileError) as caught:
+        load_config(config_file)
+    problems = caught.value.problems
+    assert [p.location for p in problems] == [
+        f"{config_file}:{line_of(text, marker)}"
+        for marker in ("metabse", "priority = true", '"Nope"', "nowhere")
+    ]
+    assert all(isinstance(p, ConfigError) for p in problems)
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1
+    assert [line.split(": ")[2] for line in result.stderr.splitlines()] == [
+        p.location for p in problems
+    ]
+
+
+def test_an_unreadable_file(tmp_path: Path, populated: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(missing)], prog_name="seo"
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"seo: error: {missing}: cannot read the config file: ")
+
+
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    config_file = tmp_path / "seo.toml"
+    config_file.write_bytes(b'metabase = "\xff"\n')
+    with pytest.raises(ConfigFileError, match="not UTF-8"):
+        load_config(config_file)
+
+
+class TestCollisions:
+    def test_a_file_binding_may_not_take_a_hand_made_bindings_name(
+        self, tmp_path: Path, registry: SinkRegistry, populated: Path
+    ) -> None:
+        config_file = tmp_path / "seo.toml"
+        text = binding(name="Hand")
+        config_file.write_text(text, encoding="utf-8")
+        with Metabase.open(populated) as metabase:
+            hand = metabase.binding(("smtp/1", "OnArrival", "Hand"))
+            dumped = metabase.dump()
+            with pytest.raises(ConfigFileError) as caught:
+                apply_config(load_config(config_file), metabase, registry)
+            assert metabase.dump() == dumped
+        message = str(caught.value)
+        assert message.startswith(f'{config_file}:{line_of(text, "name =")}: binding "Hand": ')
+        assert f"name: has the same source, event and name as binding {hand.id}" in message
+        assert "made by hand with `seo bindings`; remove or rename one of them" in message
+
+    def test_nor_its_id(self, tmp_path: Path, registry: SinkRegistry, populated: Path) -> None:
+        with Metabase.open(populated) as metabase:
+            hand = metabase.binding(("smtp/1", "OnArrival", "Hand"))
+        config_file = tmp_path / "seo.toml"
+        config_file.write_text(binding(f'id = "{hand.id}"', name="Mine"), encoding="utf-8")
+        result = CliRunner().invoke(
+            cli, ["--metabase", str(populated), "config", "apply", str(config_file)]
+        )
+        assert result.exit_code == 1
+        assert f"id: has the same id as binding {hand.id}" in result.stderr
+
+    def test_nor_one_of_another_config_file(
+        self, tmp_path: Path, registry: SinkRegistry, populated: Path
+    ) -> None:
+        config_file = tmp_path / "seo.toml"
+        config_file.write_text(
+            binding('event = "StoreDriver"', name="Other file"), encoding="utf-8"
+        )
+        result = CliRunner().invoke(
+            cli, ["--metabase", str(populated), "config", "apply", str(config_file)]
+        )
+        assert result.exit_code == 1
+        assert f"managed by the config file {tmp_path / 'other.toml'}" in result.stderr
+
+    def test_an_export_applied_over_its_own_hand_made_bindings_collides(
+        self, tmp_path: Path, registry: SinkRegistry, populated: Path
+    ) -> None:
+        """The export is for another metabase, or for after removing the hand-made bindings."""
+        exported = tmp_path / "exported.toml"
+        with Metabase.open(populated) as metabase:
+            exported.write_text(export_config(metabase), encoding="utf-8")
+            with pytest.raises(ConfigFileError) as caught:
+                apply_config(load_config(exported, require_listen=False), metabase, registry)
+        assert len(caught.value.problems) == 2
+
+
+class Arrival:
+    @hookimpl
+    def smtp_on_arrival(self, event: Any) -> None: ...
+
+
+class TestSinks:
+    def test_an_ambiguous_sink_name_is_refused_naming_the_distributions(
+        self, tmp_path: Path, metabase: Metabase
+    ) -> None:
+        registry = SinkRegistry(
+            [
+                *SinkRegistry.from_objects({"tagger": Arrival}, distribution="seo-sink-a").sinks,
+                *SinkRegistry.from_objects({"tagger": Arrival}, distribution="seo-sink-b").sinks,
+            ]
+        )
+        config_file = tmp_path / "seo.toml"
+        text = binding('sink = "tagger"')
+        config_file.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigFileError) as caught:
+            apply_config(load_config(config_file), metabase, registry)
+        message = str(caught.value)
+        assert message.startswith(f'{config_file}:{line_of(text, "sink =")}: binding "Tag mail": ')
+        assert "sink: SinkClass 'tagger' is advertised by 2 distributions" in message
+        assert "seo-sink-a:tagger, seo-sink-b:tagger" in message
+        assert metabase.bindings() == []
+        config_file.write_text(binding('sink = "seo-sink-b:tagger"'), encoding="utf-8")
+        (_, created) = apply_config(load_config(config_file), metabase, registry)
+        assert (created.action, created.sink) == ("create", "seo-sink-b:tagger")
+
+    def test_a_sink_that_does_not_handle_the_event_is_refused(
+        self, tmp_path: Path, metabase: Metabase
+    ) -> None:
+        registry = SinkRegistry.from_objects({"arrival": Arrival})
+        config_file = tmp_path / "seo.toml"
+        config_file.write_text(
+            binding('sink = "arrival"', 'event = "StoreDriver"'), encoding="utf-8"
+        )
+        with pytest.raises(ConfigFileError, match="does not handle StoreDriver of smtp sources"):
+            apply_config(load_config(config_file), metabase, registry)
+        assert metabase.bindings() == []
