@@ -57,6 +57,17 @@ class State:
             return config.metabase
         return Path(DEFAULT_METABASE)
 
+    def prepare_metabase_for(self, config: Config) -> Path:
+        """The metabase path for ``config``; a folder the file names for it is created.
+
+        A config file that says where its metabase lives is a deployment's own layout (like its
+        spool folders), so its folder is made; a path typed on the command line must exist.
+        """
+        path = self.metabase_path_for(config)
+        if config.metabase is not None and path == config.metabase:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
     def open_metabase(self) -> Metabase:
         return self.open_metabase_at(self.metabase_path)
 

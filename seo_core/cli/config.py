@@ -41,6 +41,8 @@ def apply(state: State, file: Path, dry_run: bool) -> None:
         # A dry run must not create the metabase it would fill: plan against an empty one.
         changes = plan_config(config, None, registry=state.registry)
     else:
+        if not dry_run:
+            path = state.prepare_metabase_for(config)
         with state.open_metabase_at(path) as metabase:
             changes = apply_config(config, metabase, state.registry, dry_run=dry_run)
     for change in changes:

@@ -47,7 +47,7 @@ def serve(state: State, config_path: Path | None) -> None:
         from seo_core.config import apply_config, load_config
 
         config = load_config(config_path)
-        metabase_path = state.metabase_path_for(config)
+        metabase_path = state.prepare_metabase_for(config)
         with state.open_metabase_at(metabase_path) as metabase:
             changes = apply_config(config, metabase, state.registry)
         changed = [c for c in changes if c.action != "unchanged"]

@@ -129,6 +129,9 @@ class LogSink:
         target = sink_properties.get("File")
         with _WRITE_LOCK:
             if isinstance(target, str) and target:
+                folder = os.path.dirname(target)
+                if folder:
+                    os.makedirs(folder, mode=0o750, exist_ok=True)
                 fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
                 try:
                     os.write(fd, line.encode())

@@ -35,7 +35,7 @@ def test_is_discovered_from_its_entry_point() -> None:
 
 
 def test_writes_one_json_line_per_arrival(tmp_path: Path) -> None:
-    metabase, audit = tmp_path / "m.db", tmp_path / "audit.jsonl"
+    metabase, audit = tmp_path / "m.db", tmp_path / "new-folder" / "audit.jsonl"
     code, output = seo(
         metabase,
         "bindings",

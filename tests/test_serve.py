@@ -1,0 +1,199 @@
+"""``seo serve`` as a user runs it: a real process, a config file, real clients, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_process
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(folder: Path, port: int, *, mail_root: str = "mail",
+                 retry: str = "[1, 1]") -> Path:
+    config = folder / "seo.toml"
+    config.write_text(f"""
+metabase = "var/seo-metabase.db"
+
+[sources."smtp/1"]
+listen = "127.0.0.1:{port}"
+hostname = "mx.test"
+local_domains = ["example.com"]
+spool = "var/spool"
+retry_schedule = {retry}
+shutdown_timeout = 10
+
+[[bindings]]
+source = "smtp/1"
+event = "OnArrival"
+name = "Audit"
+sink = "log"
+sink_properties = {{ File = "var/audit.jsonl" }}
+
+[[bindings]]
+source = "smtp/1"
+event = "StoreDriver"
+name = "Local mailboxes"
+sink = "maildir"
+sink_properties = {{ root = "{mail_root}" }}
+""")
+    return config
+
+
+class Server:
+    """A ``seo serve`` process; waits until it listens by reading what it prints."""
+
+    def __init__(self, seo_exe: str, config: Path) -> None:
+        self.config = config
+        self.log = (config.parent / "serve.log").open("a")
+        self.process = subprocess.Popen(
+            [seo_exe, "--log-format", "json", "serve", "--config", str(config)],
+            cwd=config.parent, stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+        assert self.process.stdout is not None
+        self.banner: list[str] = []
+        for line in self.process.stdout:
+            self.banner.append(line.rstrip("\n"))
+            if " listening on " in line:
+                break
+        else:
+            self.close()
+            raise AssertionError(f"seo serve did not start: {self.logged()}")
+        for line in self.process.stdout:  # the bindings follow the listening line
+            self.banner.append(line.rstrip("\n"))
+            if "StoreDriver" in line:
+                break
+
+    def logged(self) -> str:
+        return (self.config.parent / "serve.log").read_text()
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        return self.close()
+
+    def close(self) -> int:
+        code = self.process.wait(timeout=30)
+        self.process.stdout.close()  # type: ignore[union-attr]
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def served(tmp_path: Path, seo_exe: str) -> Iterator[tuple[Server, int, Path]]:
+    port = free_port()
+    server = Server(seo_exe, write_config(tmp_path, port))
+    try:
+        yield server, port, tmp_path
+    finally:
+        if not server.log.closed:
+            server.stop(signal.SIGKILL)
+
+
+def maildir_files(root: Path, recipient: str) -> list[Path]:
+    local, _, domain = recipient.partition("@")
+    return sorted((root / domain / local / "new").glob("*"))
+
+
+def wait_for(predicate: object, timeout: float = 20.0) -> None:
+    """Poll a condition on files another process writes (there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_serve_prints_what_it_runs_and_delivers_mail(served: tuple[Server, int, Path]) -> None:
+    server, port, folder = served
+    assert server.banner[0].startswith("applied ")
+    assert f"smtp/1 listening on 127.0.0.1:{port} (local domains: example.com;" in "\n".join(
+        server.banner
+    )
+    assert "  OnArrival 1. Audit -> log (priority 24575)" in server.banner
+    assert "  StoreDriver 1. Local mailboxes -> maildir (priority 24575)" in server.banner
+    message = b"From: a@example.net\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\nhello bob\r\n"
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        assert client.sendmail("a@example.net", ["bob@example.com"], message) == {}
+    wait_for(lambda: maildir_files(folder / "mail", "bob@example.com"))
+    (stored,) = maildir_files(folder / "mail", "bob@example.com")
+    assert stored.read_bytes() == message.replace(b"\r\n", b"\n")
+    wait_for(lambda: (folder / "var" / "audit.jsonl").exists())
+    audit = json.loads((folder / "var" / "audit.jsonl").read_text().splitlines()[0])
+    assert (audit["event"], audit["mail_from"]) == ("OnArrival", "a@example.net")
+    assert server.stop() == 0
+
+
+def test_swaks_can_send_through_it(served: tuple[Server, int, Path]) -> None:
+    server, port, folder = served
+    assert shutil.which("swaks"), "swaks is needed (.ci/run installs it: apt-get install swaks)"
+    result = run_process(
+        "swaks", "--server", f"127.0.0.1:{port}", "--from", "alice@example.net",
+        "--to", "carol@example.com", "--header", "Subject: from swaks", "--body", "swaks body",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "<-  250 2.0.0 OK queued as" in result.stdout
+    wait_for(lambda: maildir_files(folder / "mail", "carol@example.com"))
+    (stored,) = maildir_files(folder / "mail", "carol@example.com")
+    assert b"Subject: from swaks" in stored.read_bytes()
+    assert b"swaks body" in stored.read_bytes()
+    assert server.stop() == 0
+
+
+def test_sigterm_lets_a_session_in_flight_finish(served: tuple[Server, int, Path]) -> None:
+    server, port, folder = served
+    client = smtplib.SMTP("127.0.0.1", port)
+    client.ehlo()
+    client.mail("a@example.net")
+    client.rcpt("dave@example.com")
+    server.process.send_signal(signal.SIGTERM)
+    code, _ = client.data(b"Subject: in flight\r\n\r\nstill accepted\r\n")
+    assert code == 250
+    client.quit()
+    assert server.close() == 0
+    queue = folder / "var" / "spool" / "queue"
+    delivered = maildir_files(folder / "mail", "dave@example.com")
+    assert len(delivered) + len(list(queue.glob("*.json"))) == 1
+    with pytest.raises(OSError):  # no new sessions once stopped
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_kill_9_loses_nothing_and_the_next_start_delivers_each_message_once(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    port = free_port()
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the mail root should be, so delivery fails for now\n")
+    server = Server(seo_exe, write_config(tmp_path, port, mail_root=str(blocked / "mail"),
+                                          retry="[3600]"))
+    recipients = [f"user{n}@example.com" for n in range(10)]
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for n, recipient in enumerate(recipients):
+            body = f"Subject: number {n}\r\n\r\nmessage {n}\r\n".encode()
+            assert client.sendmail("a@example.net", [recipient, "all@example.com"], body) == {}
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert len(list((tmp_path / "var" / "spool" / "queue").glob("*.json"))) == 10
+
+    server = Server(seo_exe, write_config(tmp_path, port, mail_root="mail"))
+    try:
+        wait_for(lambda: len(maildir_files(tmp_path / "mail", "all@example.com")) == 10)
+        wait_for(lambda: not list((tmp_path / "var" / "spool" / "queue").glob("*.json")))
+        for n, recipient in enumerate(recipients):
+            (stored,) = maildir_files(tmp_path / "mail", recipient)
+            assert stored.read_bytes().endswith(f"message {n}\n".encode())
+    finally:
+        assert server.stop() == 0
+    assert os.listdir(tmp_path / "var" / "spool" / "incoming") == []
