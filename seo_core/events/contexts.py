@@ -7,6 +7,8 @@ are part of the sink API: they stay.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import enum
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -137,24 +139,59 @@ class OutboundCommandEvent(EventContext):
 # -- SMTP transport events -----------------------------------------------------------------
 
 
-@dataclass(slots=True, kw_only=True)
+MESSAGE_POLICY = email.policy.SMTP.clone(refold_source="none", max_line_length=0)
+"""How message bytes become an editable message, and back: headers a sink does not touch keep
+their original folding when the message is written out again."""
+
+
+class _ParsedOnFirstUse:
+    """The ``message`` of a transport event, parsed from ``raw`` only when a sink asks for it.
+
+    Most sinks look at the envelope, not the content; parsing and writing back a message costs
+    more than notifying several sinks, so it happens only for the sinks that read it. The event
+    remembers that it handed the message out (``message_used``), so the source knows whether to
+    write it back.
+    """
+
+    def __get__(self, event: MessageEvent | None, owner: type | None = None) -> Any:
+        if event is None:
+            return None  # the dataclass default: built from ``raw`` when omitted
+        message = event.__dict__.get("_message")
+        if message is None:
+            if event.raw is None:
+                raise AttributeError("this event carries neither a message nor its bytes")
+            message = email.message_from_bytes(event.raw, policy=MESSAGE_POLICY)
+            event.__dict__["_message"] = message
+        event.__dict__["message_used"] = True
+        return message
+
+    def __set__(self, event: MessageEvent, message: EmailMessage | None) -> None:
+        event.__dict__["_message"] = message
+
+
+@dataclass(kw_only=True)
 class MessageEvent(EventContext):
     """A transport event about one accepted message (OnArrival, OnPreCategorize, ...).
 
-    ``message`` is an editable :class:`email.message.EmailMessage`; ``recipients`` is the
-    editable envelope recipient list; ``status`` decides what becomes of the message.
+    ``message`` is an editable :class:`email.message.EmailMessage` (parsed from ``raw`` the first
+    time a sink reads it); ``recipients`` is the editable envelope recipient list; ``status``
+    decides what becomes of the message.
     """
 
     message_id: str
-    message: EmailMessage
     mail_from: str
     recipients: list[str]
+    message: EmailMessage = _ParsedOnFirstUse()  # type: ignore[assignment]
+    raw: bytes | None = None
+    """The message as bytes: as the client sent it, or as the sinks before this one left it."""
     session: SessionInfo | None = None
     status: MessageStatus = MessageStatus.DELIVER
     status_reason: str | None = None
-    raw: bytes | None = None
-    """The message as bytes, exactly as received when no sink changed it (StoreDriver gets it,
-    so delivery writes what the client sent); ``None`` where the source does not provide it."""
+
+    @property
+    def message_used(self) -> bool:
+        """True once a sink read ``message`` (it may have changed it)."""
+        return bool(self.__dict__.get("message_used", False))
 
     def set_status(self, status: MessageStatus, reason: str | None = None) -> None:
         self.status = status
@@ -169,7 +206,7 @@ class MessageEvent(EventContext):
         self.set_status(MessageStatus.BADMAIL, reason)
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class CategorizeEvent(MessageEvent):
     """OnCategorize: resolve one ``recipient``.
 
@@ -189,7 +226,7 @@ class CategorizeEvent(MessageEvent):
         self.unknown = True
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class RouterEvent(MessageEvent):
     """OnTransportRouter: choose the next hop for the recipients of ``domain``."""
 
@@ -204,7 +241,7 @@ class RouterEvent(MessageEvent):
         self.route, self.local = None, True
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class DeliveryEvent(MessageEvent):
     """StoreDriver: store the message for one local ``recipient``.
 
@@ -224,7 +261,7 @@ class DeliveryEvent(MessageEvent):
         self.failure, self.permanent_failure = reason, permanent
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class TrackEvent(MessageEvent):
     """MsgTrackLog: one tracking step of a message (received, categorized, delivered, failed)."""
 

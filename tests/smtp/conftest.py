@@ -30,7 +30,7 @@ class Store:
         event.delivered(str(path))
 
 
-TEST_SINKS: dict[str, object] = {"store": Store}
+TEST_SINKS: dict[str, object] = {"test-store": Store}
 
 
 def registry_with(**extra: object) -> SinkRegistry:
@@ -51,7 +51,7 @@ def bound_store(metabase: Metabase, mailboxes: Path) -> str:
         BindingSpec(
             source="smtp/1",
             event="StoreDriver",
-            sink_class="store",
+            sink_class="test-store",
             display_name="Store",
             sink_properties={"root": str(mailboxes)},
         )

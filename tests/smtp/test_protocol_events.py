@@ -65,13 +65,13 @@ class Rewrite:
 
 
 SINKS = {
-    "seen": Seen,
-    "refuse": Refuse,
-    "accept": Accept,
-    "verb": Verb,
-    "keywords": Keywords,
-    "drop": Drop,
-    "rewrite": Rewrite,
+    "test-seen": Seen,
+    "test-refuse": Refuse,
+    "test-accept": Accept,
+    "test-verb": Verb,
+    "test-keywords": Keywords,
+    "test-drop": Drop,
+    "test-rewrite": Rewrite,
 }
 
 
@@ -103,7 +103,7 @@ def serve(metabase_path: Path, metabase: Metabase, bound_store: str, tmp_path: P
 
 def test_every_command_fires_in_order_and_auth_secrets_never_do(serve: Any) -> None:
     with (
-        serve(("OnInboundCommand", "seen", "", {})) as smtp,
+        serve(("OnInboundCommand", "test-seen", "", {})) as smtp,
         smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
     ):
         client.ehlo()
@@ -121,7 +121,7 @@ def test_every_command_fires_in_order_and_auth_secrets_never_do(serve: Any) -> N
 
 def test_a_rule_selects_the_commands(serve: Any) -> None:
     with (
-        serve(("OnInboundCommand", "seen", "EHLO;RCPT", {})) as smtp,
+        serve(("OnInboundCommand", "test-seen", "EHLO;RCPT", {})) as smtp,
         smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
     ):
         client.sendmail("a@example.net", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n")
@@ -131,7 +131,7 @@ def test_a_rule_selects_the_commands(serve: Any) -> None:
 def test_a_sink_refuses_a_sender_chosen_by_rule(serve: Any, mailboxes: Path) -> None:
     refuse = (
         "OnInboundCommand",
-        "refuse",
+        "test-refuse",
         "mail from=*@spam.example",
         {"code": 550, "text": "5.7.1 no mail from spam.example"},
     )
@@ -155,7 +155,7 @@ def test_a_non_local_recipient_is_refused_unless_a_sink_accepts_it(serve: Any) -
         code, text = client.rcpt("someone@elsewhere.example")
         assert (code, text) == (550, b"5.7.1 Relaying denied: elsewhere.example is not local here")
     with (
-        serve(("OnInboundCommand", "accept", "rcpt to=*@partner.example", {})) as smtp,
+        serve(("OnInboundCommand", "test-accept", "rcpt to=*@partner.example", {})) as smtp,
         smtplib.SMTP("127.0.0.1", smtp.port) as client,
     ):
         client.ehlo()
@@ -167,7 +167,8 @@ def test_a_non_local_recipient_is_refused_unless_a_sink_accepts_it(serve: Any) -
 def test_a_sink_implements_a_new_verb_and_adds_an_ehlo_keyword(serve: Any) -> None:
     with (
         serve(
-            ("OnInboundCommand", "verb", "", {}), ("OnInboundCommand", "keywords", "EHLO", {})
+            ("OnInboundCommand", "test-verb", "", {}),
+            ("OnInboundCommand", "test-keywords", "EHLO", {}),
         ) as smtp,
         smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client,
     ):
@@ -178,7 +179,7 @@ def test_a_sink_implements_a_new_verb_and_adds_an_ehlo_keyword(serve: Any) -> No
 
 
 def test_a_sink_drops_the_session(serve: Any) -> None:
-    with serve(("OnInboundCommand", "drop", "MAIL", {})) as smtp:
+    with serve(("OnInboundCommand", "test-drop", "MAIL", {})) as smtp:
         client = smtplib.SMTP("127.0.0.1", smtp.port)
         client.ehlo()
         assert client.docmd("MAIL", "FROM:<a@example.net>") == (421, b"4.7.0 go away")
@@ -188,7 +189,7 @@ def test_a_sink_drops_the_session(serve: Any) -> None:
 
 
 def test_server_responses_can_be_rewritten(serve: Any) -> None:
-    with serve(("OnServerResponse", "rewrite", "", {})) as smtp:
+    with serve(("OnServerResponse", "test-rewrite", "", {})) as smtp:
         client = smtplib.SMTP()
         code, text = client.connect("127.0.0.1", smtp.port)
         assert (code, text) == (220, b"mx.test rewritten greeting")

@@ -72,7 +72,7 @@ def arrivals_bound(metabase: Metabase) -> str:
         BindingSpec(
             source="smtp/1",
             event="OnArrival",
-            sink_class="arrivals",
+            sink_class="test-arrivals",
             display_name="Arrivals",
             max_firings=1000,
         )
@@ -85,7 +85,7 @@ def server(
 ) -> Any:
     with running_smtp(
         metabase_path,
-        registry_with(arrivals=Arrivals),
+        registry_with(**{"test-arrivals": Arrivals}),
         spool=tmp_path / "spool",
         local_domains=("example.com", "bücher.example"),
         settings={"max_message_size": 100_000},

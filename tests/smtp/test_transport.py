@@ -87,12 +87,12 @@ class AllowBig:
 
 
 SINKS = {
-    "trail": Trail,
-    "tag": Tag,
-    "status": Status,
-    "alias": Alias,
-    "failing": Failing,
-    "allow-big": AllowBig,
+    "test-trail": Trail,
+    "test-tag": Tag,
+    "test-status": Status,
+    "test-alias": Alias,
+    "test-failing": Failing,
+    "test-allow-big": AllowBig,
 }
 
 
@@ -124,7 +124,7 @@ def test_events_fire_in_pipeline_order(
         "OnPostCategorize",
         "MsgTrackLog",
     ):
-        bind(metabase, event, "trail")
+        bind(metabase, event, "test-trail")
     with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
         send(smtp.port, ["bob@example.com", "carol@example.com"])
         smtp.wait_idle()
@@ -144,7 +144,7 @@ def test_events_fire_in_pipeline_order(
 def test_an_arrival_sink_adds_a_header_and_the_rest_stays_byte_for_byte(
     metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
 ) -> None:
-    bind(metabase, "OnArrival", "tag", sink_properties={"value": "tagged"})
+    bind(metabase, "OnArrival", "test-tag", sink_properties={"value": "tagged"})
     with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
         send(smtp.port, ["bob@example.com"])
         smtp.wait_idle()
@@ -161,7 +161,7 @@ def test_status_abort_discards_and_badmail_keeps_aside(
     mailboxes: Path,
     status: str,
 ) -> None:
-    bind(metabase, "OnArrival", "status", sink_properties={"status": status})
+    bind(metabase, "OnArrival", "test-status", sink_properties={"status": status})
     spool = tmp_path / "spool"
     with running_smtp(metabase_path, registry_with(**SINKS), spool=spool) as smtp:
         send(smtp.port, ["bob@example.com"])
@@ -181,7 +181,7 @@ def test_categorize_expands_aliases_and_drops_unknown_recipients(
     metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
 ) -> None:
     table = {"postmaster@example.com": ["alice@example.com", "bob@example.com"]}
-    bind(metabase, "OnCategorize", "alias", sink_properties={"table": table})
+    bind(metabase, "OnCategorize", "test-alias", sink_properties={"table": table})
     with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
         send(smtp.port, ["postmaster@example.com", "bob@example.com", "nobody@example.com"])
         smtp.wait_idle()
@@ -194,8 +194,8 @@ def test_categorize_expands_aliases_and_drops_unknown_recipients(
 def test_a_failing_store_is_retried_then_the_message_goes_to_badmail(
     metabase: Metabase, metabase_path: Path, tmp_path: Path
 ) -> None:
-    bind(metabase, "StoreDriver", "failing")
-    bind(metabase, "MsgTrackLog", "trail")
+    bind(metabase, "StoreDriver", "test-failing")
+    bind(metabase, "MsgTrackLog", "test-trail")
     spool = tmp_path / "spool"
     with running_smtp(
         metabase_path,
@@ -239,7 +239,7 @@ def test_max_msg_size_lets_a_sink_allow_a_declared_size(
     ):
         client.ehlo()
         assert client.mail("a@example.net", ["SIZE=1520"])[0] == 552
-    bind(metabase, "MaxMsgSize", "allow-big")
+    bind(metabase, "MaxMsgSize", "test-allow-big")
     with running_smtp(
         metabase_path, registry_with(**SINKS), spool=tmp_path / "s2", settings=settings
     ) as smtp:

@@ -11,14 +11,13 @@ retried on the source's retry schedule, then the message goes to badmail with th
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from seo_core.events.contexts import (
+    MESSAGE_POLICY,
     CategorizeEvent,
     DeliveryEvent,
     MessageEvent,
@@ -29,24 +28,36 @@ from seo_core.rules import EventFacts
 from seo_core.sources.smtp.handler import domain_of
 from seo_core.sources.smtp.spool import Envelope
 
+E = TypeVar("E", bound=MessageEvent)
+
 if TYPE_CHECKING:
     from seo_core.sources.smtp.service import SmtpSource
 
 log = structlog.get_logger("seo.smtp")
 
-PARSE_POLICY = email.policy.SMTP.clone(refold_source="none", max_line_length=0)
-"""How spooled bytes become an editable message: headers a sink does not touch keep their
-original folding when the message is written back."""
 
+class Content:
+    """The message of one pipeline run: its bytes, until a sink reads the parsed message.
 
-def parse_message(content: bytes) -> EmailMessage:
-    message = email.message_from_bytes(content, policy=PARSE_POLICY)
-    assert isinstance(message, EmailMessage)
-    return message
+    Each event gets the bytes (``raw``) while no sink has read the message, and the one parsed
+    message once some sink has (it may have changed it); only then is it written back to bytes.
+    """
 
+    __slots__ = ("message", "raw")
 
-def serialize(message: EmailMessage) -> bytes:
-    return message.as_bytes(policy=PARSE_POLICY)
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.message: EmailMessage | None = None
+
+    def for_event(self) -> dict[str, Any]:
+        return {"raw": self.raw} if self.message is None else {"message": self.message}
+
+    def absorb(self, event: MessageEvent) -> None:
+        if self.message is None and event.message_used:
+            self.message = event.message
+
+    def data(self) -> bytes:
+        return self.raw if self.message is None else self.message.as_bytes(policy=MESSAGE_POLICY)
 
 
 class Pipeline:
@@ -104,65 +115,71 @@ class Pipeline:
         self._retries.pop(message_id, None)
         spool = self.source.spool
         try:
-            envelope, content = spool.load(message_id)
+            envelope, raw = spool.load(message_id)
         except FileNotFoundError:
             return
-        message = parse_message(content)
+        content = Content(raw)
         dispatcher = self.source.dispatcher
-        name = self.source.name
-
-        def context(event: str, recipients: list[str]) -> MessageEvent:
-            return MessageEvent(
-                source=name,
-                name=event,
-                message_id=envelope.id,
-                message=message,
-                mail_from=envelope.mail_from,
-                recipients=recipients,
-            )
-
-        first_attempt = envelope.attempts == 0 and not envelope.delivered
-        if first_attempt:
-            await self._track(envelope, message, "received")
+        if envelope.attempts == 0 and not envelope.delivered:
+            await self._track(envelope, content, "received")
         recipients = list(envelope.recipients)
-        edited = False
         for event_name in ("OnArrival", "OnPreCategorize"):
-            event = context(event_name, recipients)
-            result = await dispatcher.notify(event, self._facts(envelope, recipients))
-            edited = edited or result.notified > 0
+            event = self._event(MessageEvent, event_name, envelope, content, recipients)
+            await dispatcher.notify(event, self._facts(envelope, recipients))
+            content.absorb(event)
             recipients = list(event.recipients)
-            if await self._stopped(envelope, event, content, message, edited):
+            if await self._stopped(envelope, event, content):
                 return
-        resolved, failed = await self._categorize(envelope, message, recipients)
-        event = context("OnPostCategorize", resolved)
-        result = await dispatcher.notify(event, self._facts(envelope, resolved))
-        edited = edited or result.notified > 0
+        resolved, failed = await self._categorize(envelope, content, recipients)
+        event = self._event(MessageEvent, "OnPostCategorize", envelope, content, resolved)
+        await dispatcher.notify(event, self._facts(envelope, resolved))
+        content.absorb(event)
         resolved = list(dict.fromkeys(event.recipients))
-        if await self._stopped(envelope, event, content, message, edited):
+        if await self._stopped(envelope, event, content):
             return
-        await self._track(envelope, message, "categorized")
+        await self._track(envelope, content, "categorized")
         failed.update(envelope.failed)
-        data = serialize(message) if edited else content
-        await self._deliver(envelope, message, data, resolved, failed)
+        await self._deliver(envelope, content, resolved, failed)
+
+    def _event(
+        self,
+        kind: type[E],
+        name: str,
+        envelope: Envelope,
+        content: Content,
+        recipients: list[str],
+        **extra: Any,
+    ) -> E:
+        return kind(
+            source=self.source.name,
+            name=name,
+            message_id=envelope.id,
+            mail_from=envelope.mail_from,
+            recipients=recipients,
+            **content.for_event(),
+            **extra,
+        )
 
     async def _categorize(
-        self, envelope: Envelope, message: EmailMessage, recipients: list[str]
+        self, envelope: Envelope, content: Content, recipients: list[str]
     ) -> tuple[list[str], dict[str, str]]:
         """OnCategorize per recipient: each may be kept, rewritten (expanded) or unknown."""
         resolved: list[str] = []
         failed: dict[str, str] = {}
         dispatcher = self.source.dispatcher
+        if not dispatcher.wants("OnCategorize"):
+            return list(dict.fromkeys(recipients)), failed
         for recipient in recipients:
-            event = CategorizeEvent(
-                source=self.source.name,
-                name="OnCategorize",
-                message_id=envelope.id,
-                message=message,
-                mail_from=envelope.mail_from,
-                recipients=list(recipients),
+            event = self._event(
+                CategorizeEvent,
+                "OnCategorize",
+                envelope,
+                content,
+                list(recipients),
                 recipient=recipient,
             )
             await dispatcher.notify(event, self._facts(envelope, [recipient]))
+            content.absorb(event)
             if event.unknown:
                 failed[recipient] = "550 5.1.1 unknown recipient"
                 continue
@@ -172,18 +189,17 @@ class Pipeline:
     async def _deliver(
         self,
         envelope: Envelope,
-        message: EmailMessage,
-        data: bytes,
+        content: Content,
         recipients: list[str],
         failed: dict[str, str],
     ) -> None:
         """StoreDriver for each local recipient not yet delivered; retry or finish."""
         local = set(self.source.settings.local_domains)
         dispatcher = self.source.dispatcher
+        data = content.data()
         retry: dict[str, str] = {}
-        for recipient in recipients:
-            if recipient in envelope.delivered or recipient in failed:
-                continue
+        pending = [r for r in recipients if r not in envelope.delivered and r not in failed]
+        for position, recipient in enumerate(pending, 1):
             if domain_of(recipient) not in local:
                 failed[recipient] = "550 5.7.1 not a local domain and relaying is not supported"
                 continue
@@ -191,17 +207,20 @@ class Pipeline:
                 source=self.source.name,
                 name="StoreDriver",
                 message_id=envelope.id,
-                message=message,
                 mail_from=envelope.mail_from,
                 recipients=list(recipients),
-                recipient=recipient,
                 raw=data,
+                recipient=recipient,
             )
             result = await dispatcher.notify(event, self._facts(envelope, [recipient]))
             if event.stored_at is not None and event.failure is None:
                 envelope.delivered.append(recipient)
-                await self._save(envelope)
-                await self._track(envelope, message, "delivered", recipient, event.stored_at)
+                if position < len(pending):
+                    # More deliveries follow: record this one first, so that a crash in
+                    # between never delivers it twice. After the last one, finishing the
+                    # message is the record.
+                    await self._save(envelope)
+                await self._track(envelope, content, "delivered", recipient, event.stored_at)
                 continue
             reason = event.failure or (
                 f"{result.failed + result.timed_out} StoreDriver sink(s) failed"
@@ -212,7 +231,7 @@ class Pipeline:
                 failed[recipient] = reason
             else:
                 retry[recipient] = reason
-            await self._track(envelope, message, "failed", recipient, reason)
+            await self._track(envelope, content, "failed", recipient, reason)
         envelope.failed = failed
         if retry:
             await self._schedule_retry(envelope, data, retry)
@@ -259,14 +278,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         self._retries[envelope.id] = loop.call_later(delay, self.enqueue, envelope.id)
 
-    async def _stopped(
-        self,
-        envelope: Envelope,
-        event: MessageEvent,
-        content: bytes,
-        message: EmailMessage,
-        edited: bool,
-    ) -> bool:
+    async def _stopped(self, envelope: Envelope, event: MessageEvent, content: Content) -> bool:
         """Act on ABORT or BADMAIL set by a sink; True when the message's journey ends here."""
         if event.status is MessageStatus.DELIVER:
             return False
@@ -281,10 +293,10 @@ class Pipeline:
                 event_type=event.name,
                 reason=event.status_reason,
             )
-            await self._track(envelope, message, "aborted", detail=event.status_reason)
+            await self._track(envelope, content, "aborted", detail=event.status_reason)
             return True
         envelope.reason = event.status_reason or f"set to badmail by an {event.name} sink"
-        await self._badmail(envelope, serialize(message) if edited else content)
+        await self._badmail(envelope, content.data())
         return True
 
     async def _badmail(self, envelope: Envelope, data: bytes) -> None:
@@ -298,8 +310,7 @@ class Pipeline:
             reason=envelope.reason,
             path=str(path),
         )
-        message = parse_message(data)
-        await self._track(envelope, message, "badmail", detail=envelope.reason)
+        await self._track(envelope, Content(data), "badmail", detail=envelope.reason)
 
     async def _save(self, envelope: Envelope) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.source.spool.update, envelope)
@@ -307,7 +318,7 @@ class Pipeline:
     async def _track(
         self,
         envelope: Envelope,
-        message: EmailMessage,
+        content: Content,
         step: str,
         recipient: str | None = None,
         detail: str | None = None,
@@ -315,13 +326,12 @@ class Pipeline:
         dispatcher = self.source.dispatcher
         if not dispatcher.wants("MsgTrackLog"):
             return
-        event = TrackEvent(
-            source=self.source.name,
-            name="MsgTrackLog",
-            message_id=envelope.id,
-            message=message,
-            mail_from=envelope.mail_from,
-            recipients=list(envelope.recipients),
+        event = self._event(
+            TrackEvent,
+            "MsgTrackLog",
+            envelope,
+            content,
+            list(envelope.recipients),
             step=step,
             recipient=recipient,
             detail=detail,
