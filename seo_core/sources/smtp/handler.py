@@ -84,10 +84,9 @@ class SmtpHandler:
             peer=None if info.peer is None else f"{info.peer[0]}:{info.peer[1]}",
         )
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.source.spool.accept, accepted, content
-            )
-        except OSError as exc:
+            assert self.source.accepts is not None
+            await asyncio.wrap_future(self.source.accepts.submit((accepted, content)))
+        except (OSError, RuntimeError) as exc:
             log.error("smtp_spool_failed", source=self.source.name, error=str(exc))
             return "451 4.3.0 Could not store the message; try again later"
         log.info(

@@ -67,8 +67,9 @@ class Pipeline:
         self.source = source
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
+        self._active: set[str] = set()
         self._retries: dict[str, asyncio.TimerHandle] = {}
-        self.busy = False
+        self.working = 0
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -90,7 +91,10 @@ class Pipeline:
         while True:
             message_id = await self.queue.get()
             self._queued.discard(message_id)
-            self.busy = True
+            if message_id in self._active:
+                continue  # another worker has it in hand
+            self._active.add(message_id)
+            self.working += 1
             try:
                 await self.process(message_id)
             except Exception as exc:  # a bug here must not stop the queue
@@ -101,9 +105,14 @@ class Pipeline:
                     error=str(exc),
                 )
             finally:
-                self.busy = False
-                if self.queue.empty():
+                self._active.discard(message_id)
+                self.working -= 1
+                if self.queue.empty() and not self.working:
                     self.idle.set()
+
+    @property
+    def busy(self) -> bool:
+        return self.working > 0
 
     def cancel_retries(self) -> None:
         for handle in self._retries.values():
@@ -283,9 +292,7 @@ class Pipeline:
         if event.status is MessageStatus.DELIVER:
             return False
         if event.status is MessageStatus.ABORT:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.source.spool.finish, envelope.id
-            )
+            await self._finish(envelope.id)
             log.info(
                 "smtp_message_aborted",
                 source=self.source.name,
@@ -311,6 +318,13 @@ class Pipeline:
             path=str(path),
         )
         await self._track(envelope, Content(data), "badmail", detail=envelope.reason)
+
+    async def _finish(self, message_id: str) -> None:
+        finishes = self.source.finishes
+        if finishes is None:
+            self.source.spool.finish(message_id)
+        else:
+            await asyncio.wrap_future(finishes.submit(message_id))
 
     async def _save(self, envelope: Envelope) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.source.spool.update, envelope)

@@ -13,7 +13,7 @@ from seo_core.sources.smtp.handler import SmtpHandler
 from seo_core.sources.smtp.pipeline import Pipeline
 from seo_core.sources.smtp.protocol import SeoSMTP
 from seo_core.sources.smtp.settings import SmtpSettings
-from seo_core.sources.smtp.spool import Spool
+from seo_core.sources.smtp.spool import GroupCommit, Spool
 
 if TYPE_CHECKING:
     from seo_core.dispatcher import Dispatcher
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seo.smtp")
 
 IDENT = "seo ESMTP"
+PIPELINE_WORKERS = 2
+"""Messages taken through the pipeline at once: their disk flushes are committed together."""
 
 
 class SmtpSource:
@@ -35,7 +37,9 @@ class SmtpSource:
         self.handler = SmtpHandler(self)
         self.sessions: set[SeoSMTP] = set()
         self._server: asyncio.Server | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.accepts: GroupCommit | None = None
+        self.finishes: GroupCommit | None = None
         self._session_ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
 
@@ -59,8 +63,13 @@ class SmtpSource:
         """Prepare the spool, resume what an earlier run left, and start listening."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.spool.prepare)
+        self.accepts = GroupCommit(self.spool.accept_group, f"{self.name} spool writer")
+        self.finishes = GroupCommit(self.spool.finish_group, f"{self.name} spool cleaner")
         resumed = self.pipeline.resume()
-        self._worker = asyncio.create_task(self.pipeline.run(), name=f"{self.name} pipeline")
+        self._workers = [
+            asyncio.create_task(self.pipeline.run(), name=f"{self.name} pipeline {n}")
+            for n in range(PIPELINE_WORKERS)
+        ]
         self._server = await loop.create_server(
             self._protocol, host=self.settings.host, port=self.settings.port
         )
@@ -96,9 +105,12 @@ class SmtpSource:
         self.pipeline.cancel_retries()
         while self.pipeline.busy and loop.time() < end:
             await asyncio.sleep(0.05)
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for writer in (self.accepts, self.finishes):
+            if writer is not None:
+                await loop.run_in_executor(None, writer.close)
         if self._server is not None:
             await self._server.wait_closed()
         log.info("smtp_stopped", source=self.name, queued=len(self.spool.pending()))
