@@ -23,7 +23,14 @@ def dump(path: Path) -> list[tuple[object, ...]]:
 
 def add_tag(seo: RunSeo, *extra: str) -> dict[str, object]:
     result = seo(
-        "bindings", "add", "smtp/1", "OnArrival", "Tag mail", "headers", "--allow-missing", *extra
+        "bindings",
+        "add",
+        "smtp/1",
+        "OnArrival",
+        "Tag mail",
+        "example-tagger",
+        "--allow-missing",
+        *extra,
     )
     assert result.exit_code == 0, result.output
     shown = seo("bindings", "show", "smtp/1", "OnArrival", "Tag mail", "--json")
@@ -40,7 +47,7 @@ class TestVerbs:
             "smtp/1",
             "onarrival",
             "Tag mail",
-            "headers",
+            "example-tagger",
             "--allow-missing",
             "--rule",
             "mail from=*@example.com",
@@ -62,14 +69,16 @@ class TestVerbs:
             "Timeout=10",
         )
         assert result.exit_code == 0, result.output
-        assert result.output.startswith(f"added {GUID} smtp/1 OnArrival 'Tag mail' -> headers")
+        assert result.output.startswith(
+            f"added {GUID} smtp/1 OnArrival 'Tag mail' -> example-tagger"
+        )
         shown = json.loads(seo("bindings", "show", GUID, "--json").output)
         assert shown == {
             "id": GUID,
             "source": "smtp/1",
             "event": "OnArrival",
             "display_name": "Tag mail",
-            "sink_class": "headers",
+            "sink_class": "example-tagger",
             "enabled": True,
             "priority": 8191,
             "rule": "mail from=*@example.com",
@@ -211,6 +220,14 @@ class TestSinkChecks:
         assert result.exit_code == 1
         assert "SinkClass 'no-such-sink': no installed sink" in result.stderr
         assert json.loads(seo("bindings", "list", "--json").output) == []
+
+    def test_reading_a_metabase_that_does_not_exist_is_an_error(
+        self, seo: RunSeo, metabase_path: Path
+    ) -> None:
+        result = seo("bindings", "list")
+        assert result.exit_code == 1
+        assert result.stderr == f"seo: error: metabase {metabase_path}: does not exist\n"
+        assert not metabase_path.exists()
 
     def test_allow_missing_stores_it_and_explain_shows_it_unavailable(self, seo: RunSeo) -> None:
         result = seo(
@@ -421,7 +438,20 @@ def _in_child_as_nobody(metabase: str) -> tuple[int, str]:
 
             from seo_core.cli import cli
 
-            result = CliRunner().invoke(cli, ["--metabase", metabase, "bindings", "list"])
+            result = CliRunner().invoke(
+                cli,
+                [
+                    "--metabase",
+                    metabase,
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "x",
+                    "--allow-missing",
+                ],
+            )
             os.write(write_end, f"{result.exit_code}\n{result.stderr}".encode())
         finally:
             os._exit(0)

@@ -214,9 +214,9 @@ CASES: list[tuple[str, str, str, list[str]]] = [
     ),
     (
         "sink-not-installed",
-        binding('sink = "headers"'),
-        'sink = "headers"',
-        ["sink: SinkClass 'headers': no installed sink has this name or CLSID"],
+        binding('sink = "not-installed"'),
+        'sink = "not-installed"',
+        ["sink: SinkClass 'not-installed': no installed sink has this name or CLSID"],
     ),
     (
         "sink-property-unknown",

@@ -68,8 +68,10 @@ class State:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
 
-    def open_metabase(self) -> Metabase:
-        return self.open_metabase_at(self.metabase_path)
+    def open_metabase(self, *, create: bool = True) -> Metabase:
+        """The metabase; commands that only read pass ``create=False``, so that a mistyped
+        path is an error instead of a new, empty metabase."""
+        return self.open_metabase_at(self.metabase_path, create=create)
 
     def open_metabase_at(self, path: Path, *, create: bool = True) -> Metabase:
         from seo_core.metabase import Metabase

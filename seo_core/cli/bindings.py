@@ -16,6 +16,7 @@ from seo_core.cli.output import (
     echo_binding,
     echo_json,
     echo_table,
+    format_value,
     stats_json,
 )
 from seo_core.errors import SinkLoadError, SinkNotFoundError, ValidationError
@@ -184,7 +185,7 @@ def add(
 @pass_state
 def list_(state: State, source: str | None, event: str | None, as_json: bool) -> None:
     """List bindings, optionally of one SOURCE and EVENT, in firing order."""
-    with state.open_metabase() as metabase:
+    with state.open_metabase(create=False) as metabase:
         found = metabase.bindings(source, event)
     if as_json:
         echo_json([binding_json(b) for b in found])
@@ -216,7 +217,7 @@ def list_(state: State, source: str | None, event: str | None, as_json: bool) ->
 @pass_state
 def show(state: State, binding: tuple[str, ...], as_json: bool) -> None:
     """Show every field of one BINDING."""
-    with state.open_metabase() as metabase:
+    with state.open_metabase(create=False) as metabase:
         found = metabase.binding(parse_binding_ref(binding))
         stats = metabase.stats(found.id)
     if as_json:
@@ -281,7 +282,8 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
         )
     if bag == "source" and key.casefold() == "rule":
         _warn_rule(changed.source, changed.event, changed.rule)
-    click.echo(f"set {bag} property {key} = {changed.bag(bag)[key]!r} on {describe(changed)}")
+    shown = format_value(changed.bag(bag)[key])
+    click.echo(f"set {bag} property {key} = {shown} on {describe(changed)}")
 
 
 @bindings.command("del-prop", epilog=BINDING_HELP)

@@ -55,7 +55,7 @@ def explain_command(
         if newsgroups
         else (),
     )
-    with state.open_metabase() as metabase:
+    with state.open_metabase(create=False) as metabase:
         bindings = metabase.bindings(str(name), event_name)
     found = explain(bindings, state.registry, str(name), event_name, facts, datetime.now(UTC))
     if as_json:

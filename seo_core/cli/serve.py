@@ -21,11 +21,12 @@ DEFAULT_CONFIG = "seo.toml"
 )
 @pass_state
 def serve(state: State, config_path: Path | None) -> None:
-    """Apply the config file to the metabase, then run its sources.
+    """Apply the config file to the metabase, then run its sources (smtp/N and nntp/N).
 
     Without a config file, runs smtp/1 on 127.0.0.1:2525 for the domain localhost, spooling
     under ./var/spool/smtp-1, with the bindings already in the metabase.
     """
+    from seo_core.sources.nntp.settings import NntpSettings
     from seo_core.sources.runner import serve_until_stopped
     from seo_core.sources.smtp.settings import SmtpSettings
 
@@ -42,6 +43,7 @@ def serve(state: State, config_path: Path | None) -> None:
                 },
             )
         ]
+        nntp: list[NntpSettings] = []
         metabase_path = state.metabase_path
     else:
         from seo_core.config import apply_config, load_config
@@ -57,12 +59,17 @@ def serve(state: State, config_path: Path | None) -> None:
             for name, source in sorted(config.sources.items())
             if source.type == "smtp"
         ]
-    if not smtp:
-        raise click.UsageError("the config file declares no smtp source to run")
+        nntp = [
+            NntpSettings.from_mapping(name, source.settings)
+            for name, source in sorted(config.sources.items())
+            if source.type == "nntp"
+        ]
+    if not smtp and not nntp:
+        raise click.UsageError("the config file declares no smtp or nntp source to run")
 
     def report(lines: list[str]) -> None:
         click.echo(f"seo serving with metabase {metabase_path}")
         for line in lines:
             click.echo(line)
 
-    asyncio.run(serve_until_stopped(metabase_path, state.registry, smtp, report))
+    asyncio.run(serve_until_stopped(metabase_path, state.registry, report, smtp=smtp, nntp=nntp))

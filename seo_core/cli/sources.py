@@ -18,7 +18,7 @@ def sources() -> None:
 @pass_state
 def list_(state: State, as_json: bool) -> None:
     """List the sources, with their GUIDs and how many bindings each has."""
-    with state.open_metabase() as metabase:
+    with state.open_metabase(create=False) as metabase:
         found = metabase.sources()
         counts: dict[str, int] = {}
         for binding in metabase.bindings():

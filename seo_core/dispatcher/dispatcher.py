@@ -18,11 +18,13 @@ import logging
 import time
 from datetime import UTC, datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from seo_core.dispatcher.fastpath import FastRun, Stop
 from seo_core.dispatcher.plan import Plan, PlannedCall, build_plan
+from seo_core.dispatcher.result import NOTHING, DispatchResult, result_from
 from seo_core.dispatcher.timeouts import DEADLINE, SinkTimeout
 from seo_core.events.contexts import EventContext, Verdict
 from seo_core.metabase.records import Binding, StatsDelta
@@ -39,26 +41,6 @@ STATS_INTERVAL = 1.0
 
 _CONTINUE = Verdict.CONTINUE
 _SKIP = Verdict.SKIP_REMAINING
-
-
-class DispatchResult(NamedTuple):
-    """What happened to one event: how many sinks ran, failed, timed out; who stopped it.
-
-    A named tuple rather than a dataclass: one is made per event, and this is the cheap kind.
-    """
-
-    notified: int = 0
-    failed: int = 0
-    timed_out: int = 0
-    stopped_by: str | None = None
-
-
-_NOTHING = DispatchResult()
-
-
-def _result(tally: list[Any]) -> DispatchResult:
-    """The result from the tally, skipping the named tuple's Python-level ``__new__``."""
-    return tuple.__new__(DispatchResult, tally)
 
 
 class Dispatcher:
@@ -91,7 +73,9 @@ class Dispatcher:
         self._verbose = True
         self._next_check = time.monotonic() + check_interval
         self._next_flush = time.monotonic() + stats_interval
+        self._next_tick = min(self._next_check, self._next_flush)
         self._plan = Plan(-1)
+        self._fast: dict[str, FastRun] = {}
         self._retired: list[Plan] = []
         self.reload()
         DEADLINE.start()
@@ -114,6 +98,7 @@ class Dispatcher:
         self._retired.append(self._plan)
         self._plan = plan
         self._verbose = _debug_enabled(self._log)
+        self._fast = {} if self._verbose else plan.fast
         self._log.info(
             "bindings_loaded",
             generation=generation,
@@ -132,7 +117,7 @@ class Dispatcher:
     def tick(self) -> None:
         """Reload changed bindings and write statistics when their time has come."""
         now = time.monotonic()
-        if now >= self._next_check or now >= self._next_flush:
+        if now >= self._next_tick:
             self._housekeeping(now)
 
     def calls(self, event: str) -> list[PlannedCall]:
@@ -150,6 +135,7 @@ class Dispatcher:
         its cost per event is a clock comparison.
         """
         self._next_check = time.monotonic() + self.check_interval
+        self._next_tick = min(self._next_check, self._next_flush)
         if self.metabase.generation() == self._plan.generation:
             return False
         self.reload()
@@ -170,18 +156,30 @@ class Dispatcher:
     # -- firing ----------------------------------------------------------------------------
 
     async def notify(self, event: EventContext, facts: EventFacts | None = None) -> DispatchResult:
-        """Notify every matching binding of ``event.name``, in order; await async sinks."""
+        """Notify every matching binding of ``event.name``, in order; await async sinks.
+
+        Events whose sinks are all plain synchronous calls take the fast path (see
+        ``fastpath``) while the timeout heartbeat runs and debug logging is off.
+        """
         now = time.monotonic()
-        if now >= self._next_check or now >= self._next_flush:
+        if now >= self._next_tick:
             self._housekeeping(now)
-        calls = self._plan.calls.get(event.name)
+        plan = self._plan
+        fast = self._fast.get(event.name)
+        if fast is not None and DEADLINE.preemptive:
+            stop = fast.run(event)
+            if stop is None:
+                fast.runs += 1
+                return fast.done
+            return self._resume(fast, stop, event, facts)
+        calls = plan.calls.get(event.name)
         if not calls:
-            return _NOTHING
+            return NOTHING
         tally: list[Any] = [0, 0, 0, None]
         index, pending = self._run(calls, 0, event, facts, tally)
         if pending is not None:
             await self._finish(calls, index, pending, event, facts, tally)
-        return _result(tally)
+        return result_from(tally)
 
     def notify_sync(self, event: EventContext, facts: EventFacts | None = None) -> DispatchResult:
         """:meth:`notify` for callers without a running event loop.
@@ -190,16 +188,55 @@ class Dispatcher:
         chain runs in a fresh event loop.
         """
         now = time.monotonic()
-        if now >= self._next_check or now >= self._next_flush:
+        if now >= self._next_tick:
             self._housekeeping(now)
-        calls = self._plan.calls.get(event.name)
+        plan = self._plan
+        fast = self._fast.get(event.name)
+        if fast is not None and DEADLINE.preemptive:
+            stop = fast.run(event)
+            if stop is None:
+                fast.runs += 1
+                return fast.done
+            return self._resume(fast, stop, event, facts)
+        calls = plan.calls.get(event.name)
         if not calls:
-            return _NOTHING
+            return NOTHING
         tally: list[Any] = [0, 0, 0, None]
         index, pending = self._run(calls, 0, event, facts, tally)
         if pending is not None:
             asyncio.run(self._finish(calls, index, pending, event, facts, tally))
-        return _result(tally)
+        return result_from(tally)
+
+    def _resume(
+        self, fast: FastRun, stop: Stop, event: EventContext, facts: EventFacts | None
+    ) -> DispatchResult:
+        """Take over from a fast run that stopped at ``call``, as the general loop would have.
+
+        The calls before it were notified; they are counted here, since the run as a whole is
+        not. Then ``call`` gets its verdict or its failure, and the general loop does the rest
+        (it has no sink to await: a fast run's calls are all synchronous).
+        """
+        call, error = stop
+        calls = fast.calls
+        index = calls.index(call)
+        for notified in calls[:index]:
+            notified.count += 1
+        tally: list[Any] = [index, 0, 0, None]
+        if error is None:
+            tally[0] += 1
+            call.count += 1
+            tally[3] = call.binding.id
+            return result_from(tally)
+        if isinstance(error, SinkTimeout):
+            tally[2] += 1
+            self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+        elif isinstance(error, Exception):
+            tally[1] += 1
+            self._failed(call, event, f"{type(error).__name__}: {error}")
+        else:
+            raise error
+        self._run(calls, index + 1, event, facts, tally)
+        return result_from(tally)
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_check:
@@ -268,7 +305,7 @@ class Dispatcher:
                     if wall >= call.expires:
                         continue
                 if call.limited and not self.metabase.claim_firing(call.binding.id):
-                    self._next_check = 0.0  # its budget is spent: drop it at the next event
+                    self._next_check = self._next_tick = 0.0  # spent: drop it at the next event
                     continue
             if timed:
                 started = time.monotonic()
@@ -344,7 +381,10 @@ class Dispatcher:
     def flush_stats(self) -> None:
         """Write the batched statistics and fire counts to the metabase."""
         self._next_flush = time.monotonic() + self.stats_interval
+        self._next_tick = min(self._next_check, self._next_flush)
         for plan in (*self._retired, self._plan):
+            for fast in plan.fast.values():
+                fast.settle()
             for calls in plan.calls.values():
                 for call in calls:
                     if call.count:

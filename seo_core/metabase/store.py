@@ -276,7 +276,7 @@ class Metabase:
             rows = db.execute(f"SELECT {_BINDING_COLUMNS} FROM binding{where}", params).fetchall()
             props = self._properties(db, [row[0] for row in rows] if where else None)
         found = [_binding_from_row(row, props.get(row[0], {})) for row in rows]
-        found.sort(key=lambda b: (b.source, b.event, b.priority, b.id))
+        found.sort(key=lambda b: (_source_order(b.source), b.event, b.priority, b.id))
         return found
 
     def binding(self, ref: BindingRef) -> Binding:
@@ -379,6 +379,9 @@ class Metabase:
         """Enable or disable a binding. Re-enabling keeps the fire count."""
         with self._write() as db:
             binding = self._load(db, self._find_id(db, ref))
+            if binding.enabled == enabled:
+                self._bump = False  # nothing changes: running dispatchers need not reload
+                return binding
             self._update_row(db, replace(binding, enabled=enabled))
             return self._load(db, binding.id)
 
@@ -568,6 +571,12 @@ def _with_bag(binding: Binding, bag: str, items: PropertyBag) -> Binding:
     if bag == "sink":
         return replace(binding, sink_properties=items)
     return replace(binding, source_properties=items)
+
+
+def _source_order(name: str) -> tuple[str, int]:
+    """``smtp/2`` before ``smtp/10``: by type, then instance number."""
+    kind, _, instance = name.partition("/")
+    return kind, int(instance) if instance.isdigit() else 0
 
 
 def validate_spec(spec: BindingSpec) -> Binding:
