@@ -392,7 +392,7 @@ class TestCheckBinding:
         [
             ({}, "SinkProperties.tag", "is required"),
             ({"tag": 3}, "SinkProperties.tag", "must be a string"),
-            ({"tag": "x", "count": "2"}, "SinkProperties.count", "must be a integer"),
+            ({"tag": "x", "count": "2"}, "SinkProperties.count", "must be an integer"),
             ({"tag": "x", "cuont": 2}, "SinkProperties.cuont", "did you mean 'count'?"),
         ],
         ids=["missing", "wrong-type", "wrong-type-second", "unknown-name"],

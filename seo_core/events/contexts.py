@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import enum
+import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -139,9 +140,42 @@ class OutboundCommandEvent(EventContext):
 # -- SMTP transport events -----------------------------------------------------------------
 
 
-MESSAGE_POLICY = email.policy.SMTP.clone(refold_source="none", max_line_length=0)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class _MessagePolicy(email.policy.EmailPolicy):
+    """The stdlib's SMTP policy, except that only CR and LF break a header line.
+
+    ``str.splitlines`` also breaks at VT, FF and the ASCII separators; the stdlib folds header
+    values with it, so a ``Subject: a<VT>X-Spam-Flag: NO`` received from a client would be
+    written back as two headers: a header injection. Splitting on CR/LF alone writes such a
+    value back exactly as received.
+    """
+
+    def _fold(self, name: str, value: Any, refold_binary: bool = False) -> str:
+        if hasattr(value, "name") or not isinstance(value, str):
+            return str(super()._fold(name, value, refold_binary))  # type: ignore[misc]
+        lines = _LINE_BREAK.split(value)
+        if lines and lines[-1] == "":
+            lines.pop()
+        if refold_binary and _has_surrogates(value):
+            return str(self.header_factory(name, "".join(lines)).fold(policy=self))
+        return name + ": " + self.linesep.join(lines) + self.linesep
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+MESSAGE_POLICY = _MessagePolicy(
+    linesep="\r\n", raise_on_defect=False, refold_source="none", max_line_length=0
+)
 """How message bytes become an editable message, and back: headers a sink does not touch keep
-their original folding when the message is written out again."""
+their original folding (and their bytes) when the message is written out again."""
 
 
 class _ParsedOnFirstUse:

@@ -51,7 +51,9 @@ class Prop:
             return
         if not any(_is_instance(value, kind) for kind in kinds):
             wanted = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
-            raise SinkPropertyError(f"SinkProperties.{name}", value, f"must be a {wanted}")
+            raise SinkPropertyError(
+                f"SinkProperties.{name}", value, f"must be {_article(wanted)} {wanted}"
+            )
         if self.choices is not None and value not in self.choices:
             listed = ", ".join(repr(c) for c in self.choices)
             raise SinkPropertyError(f"SinkProperties.{name}", value, f"must be one of {listed}")
@@ -107,3 +109,7 @@ class Schema:
 
 def _help(prop: Prop) -> str:
     return f" ({prop.help})" if prop.help else ""
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"
