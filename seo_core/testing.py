@@ -1,7 +1,7 @@
 """Running real sources in tests: a source on a free loopback port, in a background thread.
 
 The server runs its own event loop in a thread, so a test can talk to it with blocking clients
-(``smtplib``, ``swaks`` in a subprocess) and wait for its pipeline without sleeping.
+(``smtplib``, ``nntplib``, ``swaks`` in a subprocess) and wait for its pipeline without sleeping.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from seo_core.registry import SinkRegistry
+    from seo_core.sources.nntp.service import NntpSource
     from seo_core.sources.runner import Running
     from seo_core.sources.smtp.service import SmtpSource
 
@@ -74,9 +75,10 @@ class RunningSmtp:
         settings = self.source.settings
         path = self.running.metabase.path
         registry = self.source.dispatcher.registry
+        port = self.port  # read before stopping: a closed listener has no port
         self.server.call(self.running.stop(deadline=5.0))
-        pinned = replace(settings, port=self.port)
-        self.running = self.server.call(start_sources(path, registry, [pinned]))
+        pinned = replace(settings, port=port)
+        self.running = self.server.call(start_sources(path, registry, smtp=[pinned]))
         self.source = self.running.smtp[0]
 
 
@@ -103,7 +105,65 @@ def running_smtp(
     smtp = replace(SmtpSettings.from_mapping("smtp/1", values), port=0)  # any free port
     server = ServerThread()
     try:
-        handle = RunningSmtp(server, server.call(start_sources(metabase, registry, [smtp])))
+        handle = RunningSmtp(server, server.call(start_sources(metabase, registry, smtp=[smtp])))
+        try:
+            yield handle
+        finally:
+            server.call(handle.running.stop(deadline=5.0))
+    finally:
+        server.close()
+
+
+class RunningNntp:
+    """What :func:`running_nntp` yields: the source, its port, and a way to restart it."""
+
+    def __init__(self, server: ServerThread, running: Running) -> None:
+        self.server = server
+        self.running = running
+        self.source: NntpSource = running.nntp[0]
+
+    @property
+    def port(self) -> int:
+        return self.source.port
+
+    def restart(self) -> None:
+        """Stop the source and start it again on the same port, with the same store."""
+        from seo_core.sources.runner import start_sources
+
+        settings = self.source.settings
+        path = self.running.metabase.path
+        registry = self.source.dispatcher.registry
+        port = self.port  # read before stopping: a closed listener has no port
+        self.server.call(self.running.stop(deadline=5.0))
+        pinned = replace(settings, port=port)
+        self.running = self.server.call(start_sources(path, registry, nntp=[pinned]))
+        self.source = self.running.nntp[0]
+
+
+@contextmanager
+def running_nntp(
+    metabase: Path,
+    registry: SinkRegistry,
+    *,
+    store: Path,
+    groups: tuple[str, ...] = ("local.test", "local.announce"),
+    settings: Mapping[str, Any] | None = None,
+) -> Iterator[RunningNntp]:
+    """Run ``nntp/1`` on 127.0.0.1 with a free port until the ``with`` block ends."""
+    from seo_core.sources.nntp.settings import NntpSettings
+    from seo_core.sources.runner import start_sources
+
+    values: dict[str, Any] = {
+        "listen": "127.0.0.1:119",
+        "hostname": "news.test",
+        "groups": list(groups),
+        "store": str(store),
+        **(settings or {}),
+    }
+    nntp = replace(NntpSettings.from_mapping("nntp/1", values), port=0)  # any free port
+    server = ServerThread()
+    try:
+        handle = RunningNntp(server, server.call(start_sources(metabase, registry, nntp=[nntp])))
         try:
             yield handle
         finally:

@@ -13,6 +13,8 @@ import structlog
 
 from seo_core.dispatcher import Dispatcher
 from seo_core.metabase import Metabase
+from seo_core.sources.nntp.service import NntpSource
+from seo_core.sources.nntp.settings import NntpSettings
 from seo_core.sources.smtp.service import SmtpSource
 from seo_core.sources.smtp.settings import SmtpSettings
 
@@ -31,25 +33,32 @@ class Running:
 
     metabase: Metabase
     smtp: list[SmtpSource] = field(default_factory=list)
+    nntp: list[NntpSource] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _watcher: asyncio.Task[None] | None = None
 
     @property
     def dispatchers(self) -> list[Dispatcher]:
-        return [source.dispatcher for source in self.smtp]
+        return [s.dispatcher for s in self.smtp] + [s.dispatcher for s in self.nntp]
 
     async def stop(self, deadline: float | None = None) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
-        await asyncio.gather(*(source.stop(deadline) for source in self.smtp))
+        await asyncio.gather(
+            *(source.stop(deadline) for source in self.smtp),
+            *(source.stop(deadline) for source in self.nntp),
+        )
         for dispatcher in self.dispatchers:
             dispatcher.close()
         self.metabase.close()
 
 
 async def start_sources(
-    metabase_path: Path, registry: SinkRegistry, smtp: Sequence[SmtpSettings]
+    metabase_path: Path,
+    registry: SinkRegistry,
+    smtp: Sequence[SmtpSettings] = (),
+    nntp: Sequence[NntpSettings] = (),
 ) -> Running:
     """Open the metabase, build one dispatcher per source, and start every source."""
     metabase = Metabase.open(metabase_path)
@@ -57,13 +66,26 @@ async def start_sources(
     try:
         for settings in smtp:
             source = SmtpSource(settings, Dispatcher(settings.name, metabase, registry))
-            await source.start()
+            await _start(source)
             running.smtp.append(source)
+        for news in nntp:
+            nntp_source = NntpSource(news, Dispatcher(news.name, metabase, registry))
+            await _start(nntp_source)
+            running.nntp.append(nntp_source)
     except BaseException:
         await running.stop(deadline=1.0)
         raise
     running._watcher = asyncio.create_task(_watch(running), name="binding watcher")
     return running
+
+
+async def _start(source: SmtpSource | NntpSource) -> None:
+    """Start one source; if it cannot start, close its dispatcher (the caller stops the rest)."""
+    try:
+        await source.start()
+    except BaseException:
+        source.dispatcher.close()
+        raise
 
 
 async def _watch(running: Running) -> None:
@@ -86,34 +108,49 @@ def describe(running: Running) -> list[str]:
             f"(local domains: {', '.join(source.settings.local_domains)}; "
             f"spool: {source.settings.spool})"
         )
-        plan = source.dispatcher.plan
-        for event in sorted(plan.calls):
-            for position, call in enumerate(plan.calls[event], 1):
-                binding = call.binding
-                rule = f" rule {binding.rule!r}" if binding.rule else ""
-                lines.append(
-                    f"  {event} {position}. {binding.display_name or binding.id} -> "
-                    f"{call.sink} (priority {binding.priority}){rule}"
-                )
-        for missing in plan.unavailable:
-            binding = missing.binding
+        lines.extend(_describe_bindings(source.dispatcher))
+    for news in running.nntp:
+        lines.append(
+            f"{news.name} listening on {news.address} "
+            f"(groups: {', '.join(news.settings.groups) or 'none'}; "
+            f"store: {news.settings.store})"
+        )
+        lines.extend(_describe_bindings(news.dispatcher))
+    return lines
+
+
+def _describe_bindings(dispatcher: Dispatcher) -> list[str]:
+    lines = []
+    plan = dispatcher.plan
+    for event in sorted(plan.calls):
+        for position, call in enumerate(plan.calls[event], 1):
+            binding = call.binding
+            rule = f" rule {binding.rule!r}" if binding.rule else ""
             lines.append(
-                f"  {binding.event} UNAVAILABLE {binding.display_name or binding.id} "
-                f"-> {binding.sink_class}: {missing.reason}"
+                f"  {event} {position}. {binding.display_name or binding.id} -> "
+                f"{call.sink} (priority {binding.priority}){rule}"
             )
-        if not plan.calls and not plan.unavailable:
-            lines.append("  (no bindings)")
+    for missing in plan.unavailable:
+        binding = missing.binding
+        lines.append(
+            f"  {binding.event} UNAVAILABLE {binding.display_name or binding.id} "
+            f"-> {binding.sink_class}: {missing.reason}"
+        )
+    if not plan.calls and not plan.unavailable:
+        lines.append("  (no bindings)")
     return lines
 
 
 async def serve_until_stopped(
     metabase_path: Path,
     registry: SinkRegistry,
-    smtp: Sequence[SmtpSettings],
     report: Callable[[list[str]], None],
+    *,
+    smtp: Sequence[SmtpSettings] = (),
+    nntp: Sequence[NntpSettings] = (),
 ) -> None:
     """Start the sources, report them, and run until SIGINT or SIGTERM."""
-    running = await start_sources(metabase_path, registry, smtp)
+    running = await start_sources(metabase_path, registry, smtp=smtp, nntp=nntp)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, running.stopping.set)
