@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from seo_core.dispatcher import Dispatcher
+from seo_core.dispatcher.fastpath import FastRun
 from seo_core.metabase import BindingSpec, Metabase
 from seo_core.registry import SinkRegistry
 from seo_core.rules import EventFacts
@@ -520,3 +523,217 @@ class TestHotReload:
             assert names() == ["remover"]
         finally:
             dispatcher.close()
+
+
+class KeywordOrder:
+    """Names ``event`` after another hook argument: called by keyword, not by position."""
+
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any, event: MessageEvent) -> None:
+        CALLS.append((binding.display_name, event.message_id))
+
+
+class Chatty:
+    """Returns something that is not a verdict: ignored, like ``None``."""
+
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> str:
+        CALLS.append((binding.display_name, "chatty"))
+        return "done"
+
+
+class Flaky:
+    """Fails every other notification."""
+
+    calls = 0
+
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> None:
+        Flaky.calls += 1
+        CALLS.append((binding.display_name, "flaky"))
+        if Flaky.calls % 2 == 0:
+            raise RuntimeError("every other time")
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: no sink failure, it ends the notification and propagates."""
+
+
+class Aborter:
+    @hookimpl
+    def smtp_on_arrival(self, binding: Any) -> None:
+        CALLS.append((binding.display_name, "abort"))
+        raise Abort
+
+
+class TestFastPath:
+    """Plain synchronous bindings, debug logging off, the heartbeat on: the fast path."""
+
+    @pytest.fixture
+    def quiet(self, metabase: Metabase) -> Iterator[Dispatcher]:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+        Flaky.calls = 0
+        registry = SinkRegistry.from_objects(
+            {
+                **SINKS,
+                "keyword-order": KeywordOrder,
+                "chatty": Chatty,
+                "flaky": Flaky,
+                "aborter": Aborter,
+            }
+        )
+        made = Dispatcher("smtp/1", metabase, registry)
+        yield made
+        made.close()
+
+    @staticmethod
+    def fast(dispatcher: Dispatcher) -> FastRun:
+        return dispatcher.plan.fast["OnArrival"]
+
+    def _bind_around(self, metabase: Metabase, sink: str, **fields: Any) -> str:
+        bind(metabase, "before", source_properties={"Priority": 1})
+        middle = bind(metabase, "middle", sink, source_properties={"Priority": 2}, **fields)
+        bind(metabase, "after", source_properties={"Priority": 3})
+        return middle
+
+    def test_each_sink_is_called_in_order_with_its_own_arguments(
+        self, metabase: Metabase, quiet: Dispatcher, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SEO_TEST_SECRET", "s3cret")
+        priority = iter(range(1, 10))
+
+        def bind_next(name: str, sink: str, **fields: Any) -> None:
+            bind(metabase, name, sink, source_properties={"Priority": next(priority)}, **fields)
+
+        bind_next("positional", "recorder", sink_properties={"tag": "p"})
+        bind_next("keyword", "keyword-order")
+        bind_next("secret", "recorder", sink_properties={"pw": {"env": "SEO_TEST_SECRET"}})
+        bind_next("fresh", "uncached")
+        bind_next("no verdict", "chatty")
+        bind_next("continue", "counted")
+        quiet.reload()
+        result = quiet.notify_sync(arrival())
+        assert result == (6, 0, 0, None)
+        assert CALLS[:3] == [
+            ("positional", {"tag": "p"}),
+            ("keyword", "m1"),
+            ("secret", {"pw": "s3cret"}),
+        ]
+        assert names()[3:] == ["fresh", "no verdict", "continue"]
+        assert self.fast(quiet).runs == 1
+
+    def test_an_exception_in_the_middle_is_logged_once_and_the_rest_run(
+        self, metabase: Metabase, quiet: Dispatcher
+    ) -> None:
+        middle = self._bind_around(metabase, "raiser")
+        quiet.reload()
+        with capture_logs() as logs:
+            result = quiet.notify_sync(arrival())
+        assert names() == ["before", "middle", "after"]
+        assert result == (2, 1, 0, None)
+        failures = [e for e in logs if e["log_level"] == "error"]
+        assert [(e["event"], e["binding_id"], e["error"]) for e in failures] == [
+            ("sink_failed", middle, "RuntimeError: sink bug")
+        ]
+        quiet.flush_stats()
+        assert metabase.stats(middle).failures == 1
+        assert [metabase.stats(b.id).notifications for b in metabase.bindings("smtp/1")] == [
+            1,
+            0,
+            1,
+        ]
+
+    def test_skip_remaining_in_the_middle_stops_the_chain(
+        self, metabase: Metabase, quiet: Dispatcher
+    ) -> None:
+        middle = self._bind_around(metabase, "stopper")
+        quiet.reload()
+        result = quiet.notify_sync(arrival())
+        assert names() == ["before", "middle"]
+        assert result == (2, 0, 0, middle)
+        assert self.fast(quiet).runs == 0
+        quiet.flush_stats()
+        assert [metabase.stats(b.id).notifications for b in metabase.bindings("smtp/1")] == [
+            1,
+            1,
+            0,
+        ]
+
+    def test_statistics_are_exact_after_fast_and_general_runs(
+        self, metabase: Metabase, quiet: Dispatcher
+    ) -> None:
+        middle = self._bind_around(metabase, "flaky")
+        quiet.reload()
+        for _ in range(5):  # odd calls go through, even ones fail and resume
+            quiet.notify_sync(arrival())
+        quiet.flush_stats()
+        quiet.reload()  # the old plan retires with its runs not yet written
+        for _ in range(4):
+            quiet.notify_sync(arrival())
+        structlog.reset_defaults()  # debug logging on: the general loop from here
+        quiet.reload()
+        assert quiet.plan.fast["OnArrival"].run.__name__ != "_run"
+        for _ in range(3):
+            quiet.notify_sync(arrival())
+        quiet.flush_stats()
+        before, _, after = metabase.bindings("smtp/1")
+        for steady in (before, after):
+            stats, stored = metabase.stats(steady.id), metabase.binding(steady.id)
+            assert (stats.notifications, stats.failures, stored.fire_count) == (12, 0, 12)
+        stats, stored = metabase.stats(middle), metabase.binding(middle)
+        assert (stats.notifications, stats.failures, stored.fire_count) == (6, 6, 12)
+
+    def test_a_sync_sink_sleeping_past_its_timeout_is_cut_off(
+        self, metabase: Metabase, quiet: Dispatcher
+    ) -> None:
+        middle = self._bind_around(metabase, "sleeper", binding_properties={"Timeout": 0.3})
+        quiet.reload()
+        started = time.monotonic()
+        with capture_logs() as logs:
+            result = quiet.notify_sync(arrival())
+        assert time.monotonic() - started < 2.0
+        assert self.fast(quiet).run.__name__ == "_run"
+        assert names() == ["before", "middle", "after"]
+        assert result == (2, 0, 1, None)
+        assert [(e["event"], e["binding_id"]) for e in logs if e["log_level"] == "error"] == [
+            ("sink_timed_out", middle)
+        ]
+
+    def test_a_base_exception_propagates_once_the_calls_before_are_counted(
+        self, metabase: Metabase, quiet: Dispatcher
+    ) -> None:
+        self._bind_around(metabase, "aborter")
+        quiet.reload()
+        with pytest.raises(Abort):
+            quiet.notify_sync(arrival())
+        assert names() == ["before", "middle"]
+        quiet.flush_stats()
+        assert [metabase.stats(b.id).notifications for b in metabase.bindings("smtp/1")] == [
+            1,
+            0,
+            0,
+        ]
+
+    async def test_notify_takes_it_too(self, metabase: Metabase, quiet: Dispatcher) -> None:
+        self._bind_around(metabase, "recorder")
+        quiet.reload()
+        assert await quiet.notify(arrival()) == (3, 0, 0, None)
+        assert self.fast(quiet).runs == 1
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"sink": "async-tagger"},
+            {"source_properties": {"Rule": "mail from=*@example.com"}},
+            {"expiration": datetime.now(UTC) + timedelta(days=1)},
+            {"max_firings": 5},
+        ],
+        ids=["async", "rule", "expiration", "max-firings"],
+    )
+    def test_an_event_with_any_other_binding_has_none(
+        self, metabase: Metabase, quiet: Dispatcher, fields: dict[str, Any]
+    ) -> None:
+        bind(metabase, "plain")
+        bind(metabase, "other", **{"sink": "recorder", **fields})
+        quiet.reload()
+        assert "OnArrival" not in quiet.plan.fast

@@ -9,6 +9,11 @@ notification. SKIP_REMAINING stops the chain.
 pluggy would stop a hook call at the first implementation that raises and would hand every
 implementation the same arguments, so the dispatcher calls each binding's hook function itself;
 pluggy supplies the markers, the specifications and their validation (see ``registry``).
+
+The general loop (:meth:`Dispatcher._run`) handles every kind of binding. An event whose
+bindings need no check and whose sinks are all synchronous usually takes a fast path instead: a
+function generated for that event calls the sinks in a row, and hands over to the general loop
+where it meets a SKIP_REMAINING or an exception (see ``fastpath``).
 """
 
 from __future__ import annotations
@@ -73,9 +78,9 @@ class Dispatcher:
         self._verbose = True
         self._next_check = time.monotonic() + check_interval
         self._next_flush = time.monotonic() + stats_interval
-        self._next_tick = min(self._next_check, self._next_flush)
         self._plan = Plan(-1)
         self._fast: dict[str, FastRun] = {}
+        """The plan's fast runs, or none while debug logging is on (see ``fastpath``)."""
         self._retired: list[Plan] = []
         self.reload()
         DEADLINE.start()
@@ -117,7 +122,7 @@ class Dispatcher:
     def tick(self) -> None:
         """Reload changed bindings and write statistics when their time has come."""
         now = time.monotonic()
-        if now >= self._next_tick:
+        if now >= self._next_check or now >= self._next_flush:
             self._housekeeping(now)
 
     def calls(self, event: str) -> list[PlannedCall]:
@@ -135,7 +140,6 @@ class Dispatcher:
         its cost per event is a clock comparison.
         """
         self._next_check = time.monotonic() + self.check_interval
-        self._next_tick = min(self._next_check, self._next_flush)
         if self.metabase.generation() == self._plan.generation:
             return False
         self.reload()
@@ -162,9 +166,8 @@ class Dispatcher:
         ``fastpath``) while the timeout heartbeat runs and debug logging is off.
         """
         now = time.monotonic()
-        if now >= self._next_tick:
+        if now >= self._next_check or now >= self._next_flush:
             self._housekeeping(now)
-        plan = self._plan
         fast = self._fast.get(event.name)
         if fast is not None and DEADLINE.preemptive:
             stop = fast.run(event)
@@ -172,7 +175,7 @@ class Dispatcher:
                 fast.runs += 1
                 return fast.done
             return self._resume(fast, stop, event, facts)
-        calls = plan.calls.get(event.name)
+        calls = self._plan.calls.get(event.name)
         if not calls:
             return NOTHING
         tally: list[Any] = [0, 0, 0, None]
@@ -188,9 +191,8 @@ class Dispatcher:
         chain runs in a fresh event loop.
         """
         now = time.monotonic()
-        if now >= self._next_tick:
+        if now >= self._next_check or now >= self._next_flush:
             self._housekeeping(now)
-        plan = self._plan
         fast = self._fast.get(event.name)
         if fast is not None and DEADLINE.preemptive:
             stop = fast.run(event)
@@ -198,7 +200,7 @@ class Dispatcher:
                 fast.runs += 1
                 return fast.done
             return self._resume(fast, stop, event, facts)
-        calls = plan.calls.get(event.name)
+        calls = self._plan.calls.get(event.name)
         if not calls:
             return NOTHING
         tally: list[Any] = [0, 0, 0, None]
@@ -214,7 +216,8 @@ class Dispatcher:
 
         The calls before it were notified; they are counted here, since the run as a whole is
         not. Then ``call`` gets its verdict or its failure, and the general loop does the rest
-        (it has no sink to await: a fast run's calls are all synchronous).
+        (it has no sink to await: a fast run's calls are all synchronous). What is not an
+        ``Exception`` (KeyboardInterrupt, SystemExit) goes on up, as from the general loop.
         """
         call, error = stop
         calls = fast.calls
@@ -305,7 +308,7 @@ class Dispatcher:
                     if wall >= call.expires:
                         continue
                 if call.limited and not self.metabase.claim_firing(call.binding.id):
-                    self._next_check = self._next_tick = 0.0  # spent: drop it at the next event
+                    self._next_check = 0.0  # its budget is spent: drop it at the next event
                     continue
             if timed:
                 started = time.monotonic()
@@ -381,7 +384,6 @@ class Dispatcher:
     def flush_stats(self) -> None:
         """Write the batched statistics and fire counts to the metabase."""
         self._next_flush = time.monotonic() + self.stats_interval
-        self._next_tick = min(self._next_check, self._next_flush)
         for plan in (*self._retired, self._plan):
             for fast in plan.fast.values():
                 fast.settle()

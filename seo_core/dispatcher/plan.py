@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from seo_core.catalog import parse_source
+from seo_core.dispatcher.fastpath import FastRun, fast_runs
 from seo_core.errors import SeoError
 from seo_core.metabase.records import Binding
 from seo_core.rules import EventFacts, Rule, parse_rule
@@ -29,6 +30,8 @@ class PlannedCall:
 
     ``plain`` is true when nothing but the call itself is needed (no rule, no Expiration, no
     MaxFirings budget), which lets the firing loop skip every check for the common case.
+    ``hook`` is what ``invoke`` calls, for the fast path to call it without going through
+    ``invoke`` (None when ``invoke`` does more than that call).
     ``count`` gathers notifications between two writes of the statistics.
     """
 
@@ -41,6 +44,7 @@ class PlannedCall:
     invoke: Callable[[Any], Any]
     is_async: bool = False
     plain: bool = False
+    hook: HookCall | None = None
     count: int = 0
 
     def matches(self, facts: EventFacts | None) -> bool:
@@ -59,11 +63,15 @@ class Unavailable:
 
 @dataclass(slots=True)
 class Plan:
-    """The firing plan of one source: per canonical event name, the calls in order."""
+    """The firing plan of one source: per canonical event name, the calls in order.
+
+    ``fast`` holds the fast path (see ``fastpath``) of the events that can take it.
+    """
 
     generation: int
     calls: dict[str, list[PlannedCall]] = field(default_factory=dict)
     unavailable: list[Unavailable] = field(default_factory=list)
+    fast: dict[str, FastRun] = field(default_factory=dict)
 
 
 def instance_key(binding: Binding) -> Binding:
@@ -83,13 +91,40 @@ def hook_for(target: object, source_type: str, event_names: tuple[str, ...]) -> 
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """A hook function with the arguments one binding passes it, besides the event.
+
+    Both the invoker (:func:`make_invoker`) and the dispatcher's fast path (``fastpath``) call
+    it from this one description, the same way: positionally, in the function's own parameter
+    order, when ``event`` is its first hook argument (the usual shape, and the cheapest call);
+    by keyword otherwise.
+    """
+
+    function: Callable[..., Any]
+    names: tuple[str, ...]
+    """The hook arguments the function accepts, in its parameter order."""
+    fixed: tuple[Any, ...]
+    """The values of ``names`` other than ``event``, in the same order."""
+
+    @property
+    def positional(self) -> bool:
+        return self.names[:1] == ("event",)
+
+    @property
+    def keywords(self) -> dict[str, Any]:
+        return dict(zip([name for name in self.names if name != "event"], self.fixed, strict=True))
+
+
 def make_invoker(
     function: Callable[..., Any], binding: Binding
-) -> tuple[Callable[[Any], Any], bool]:
-    """Bind a hook function to this binding's arguments; returns the caller and "is async".
+) -> tuple[Callable[[Any], Any], bool, HookCall | None]:
+    """Bind a hook function to this binding's arguments: the caller, "is async" and the call.
 
     A sink's hook may accept any subset of the arguments (pluggy's rule); only those it names
     are passed. The common shapes get a direct call without building keyword dictionaries.
+    The :class:`HookCall` is None when the arguments must be worked out at each call (the
+    sink properties name environment variables).
     """
     accepted = [name for name in inspect.signature(function).parameters if name in HOOK_ARGUMENTS]
     fixed: dict[str, Any] = {
@@ -99,23 +134,30 @@ def make_invoker(
     }
     is_async = inspect.iscoroutinefunction(function)
     if "sink_properties" in accepted and binding.sink_properties.has_env_refs:
-        return _resolving_env(function, accepted, fixed), is_async
-    rest = [fixed[name] for name in accepted if name != "event"]
-    if accepted and accepted[0] == "event":
+        return _resolving_env(function, accepted, fixed), is_async, None
+    hook = HookCall(
+        function, tuple(accepted), tuple(fixed[name] for name in accepted if name != "event")
+    )
+    return _invoker(hook), is_async, hook
+
+
+def _invoker(hook: HookCall) -> Callable[[Any], Any]:
+    function, rest = hook.function, hook.fixed
+    if hook.positional:
         if not rest:
-            return function, is_async
+            return function
         if len(rest) == 1:
             (a,) = rest
-            return (lambda event: function(event, a)), is_async
+            return lambda event: function(event, a)
         if len(rest) == 2:
             a, b = rest
-            return (lambda event: function(event, a, b)), is_async
+            return lambda event: function(event, a, b)
         a, b, c = rest
-        return (lambda event: function(event, a, b, c)), is_async
-    keywords = {name: fixed[name] for name in accepted if name != "event"}
-    if "event" in accepted:
-        return (lambda event: function(event=event, **keywords)), is_async
-    return (lambda event: function(**keywords)), is_async
+        return lambda event: function(event, a, b, c)
+    keywords = hook.keywords
+    if "event" in hook.names:
+        return lambda event: function(event=event, **keywords)
+    return lambda event: function(**keywords)
 
 
 def _resolving_env(
@@ -172,7 +214,7 @@ def build_plan(
         expires = binding.expiration.timestamp() if binding.expiration else None
         try:
             info = registry.resolve(binding.sink_class)
-            invoke, is_async = _invoker_for(
+            invoke, is_async, hook = _invoker_for(
                 info, binding, kind.name, event.name, event.aliases, instances, kept
             )
         except SeoError as exc:
@@ -190,8 +232,10 @@ def build_plan(
                 invoke=invoke,
                 is_async=is_async,
                 plain=rule is None and expires is None and binding.max_firings == 0,
+                hook=hook,
             )
         )
+    plan.fast = fast_runs(plan.calls)
     return plan, kept
 
 
@@ -203,7 +247,7 @@ def _invoker_for(
     aliases: tuple[str, ...],
     instances: Mapping[Binding, object],
     kept: dict[Binding, object],
-) -> tuple[Callable[[Any], Any], bool]:
+) -> tuple[Callable[[Any], Any], bool, HookCall | None]:
     from seo_core.errors import SinkLoadError
 
     target = info.target
@@ -216,10 +260,10 @@ def _invoker_for(
         factory = target
 
         def fresh(event_context: Any) -> Any:
-            invoke, _ = make_invoker(getattr(factory(), hook), binding)
+            invoke, _, _ = make_invoker(getattr(factory(), hook), binding)
             return invoke(event_context)
 
-        return fresh, inspect.iscoroutinefunction(getattr(target, hook))
+        return fresh, inspect.iscoroutinefunction(getattr(target, hook)), None
     key = instance_key(binding)
     instance = instances.get(key)
     if instance is None:

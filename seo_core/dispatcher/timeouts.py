@@ -7,8 +7,9 @@ heartbeat interval timer (``SIGALRM``, every :data:`HEARTBEAT` seconds) watches 
 running and raises :class:`SinkTimeout` inside it once it has run past its binding's Timeout: a
 sink sleeping or looping in Python is stopped within one heartbeat of its deadline.
 
-The dispatcher pays two attribute stores per call for this (``seq`` and ``current``), no clock
-reads: the heartbeat counts its own ticks while the same call (same ``seq``) stays current.
+The firing loops pay for this with a local naming the call in progress (``call``) and a number
+drawn per event (``token``), no clock reads: the heartbeat counts its own ticks while the same
+call of the same event stays current.
 
 Elsewhere (a dispatcher driven from another thread) an overrun is detected when the call
 returns: it is logged and counted as a timeout and its verdict is ignored, but the call was not
@@ -32,7 +33,8 @@ class SinkTimeout(SeoError):
 
 
 RUNNER = "_run"
-"""The dispatcher method whose frame the heartbeat looks for."""
+"""The name of the firing loops whose frames the heartbeat looks for: the dispatcher's general
+loop, and the functions its fast path generates (see ``fastpath``)."""
 
 
 class SyncDeadline:
