@@ -6,6 +6,7 @@ package shows up as a row with its error instead of stopping the listing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -49,6 +50,40 @@ def list_(state: State, as_json: bool) -> None:
             ]
             for s in registry.sinks
         ],
+    )
+
+
+@sinks.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    help="Where to create the package folder seo-sink-NAME (default: here).",
+)
+def new(name: str, folder: Path) -> None:
+    """Write a new sink package NAME: pyproject, module, README and tests.
+
+    \b
+    The package passes its own tests as written; from there, change it:
+      seo sinks new my-tagger && cd seo-sink-my-tagger
+      pip install -e . pytest && pytest
+    """
+    from seo_core.cli.scaffold import check_name, new_sink_package
+    from seo_core.errors import ValidationError
+
+    try:
+        names = check_name(name)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.reason, param_hint="NAME") from None
+    target, written = new_sink_package(name, folder)
+    click.echo(f"created {target}")
+    for path in written:
+        click.echo(f"  {path.relative_to(target)}")
+    click.echo(
+        f"next: cd {target} && pip install -e . pytest && pytest; "
+        f"`seo sinks list` then shows the sink {names.name!r}"
     )
 
 

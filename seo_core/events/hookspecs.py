@@ -12,6 +12,9 @@ accept any subset of the arguments. Every hook receives:
 A hook returns ``None`` or :attr:`Verdict.CONTINUE` to let the next sink run, or
 :attr:`Verdict.SKIP_REMAINING` so that no lower-priority sink is notified for this event. It may
 be ``async def``; the dispatcher awaits it before the next sink runs.
+
+Each hookspec has a section in docs/events.md and a test naming it; tests/test_docs.py fails when
+either is missing, so a new event cannot ship undocumented or untested.
 """
 
 from __future__ import annotations

@@ -1,0 +1,90 @@
+"""``seo sinks new``: the package it writes installs, passes its own tests and is discovered."""
+
+from __future__ import annotations
+
+import json
+import os
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunSeo
+from tests.test_discovery import Env
+
+pytestmark = pytest.mark.slow
+
+
+def throwaway_env(root: Path) -> Env:
+    """A venv without pip that sees this environment's packages (seo-core, pytest) via a .pth."""
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(root)
+    where = {"base": str(root), "platbase": str(root)}
+    site_packages = Path(sysconfig.get_path("purelib", scheme="venv", vars=where))
+    outer = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    lines = "".join(f"import site; site.addsitedir({path!r})\n" for path in outer)
+    (site_packages / "_outer_environment.pth").write_text(lines, encoding="utf-8")
+    python = Path(sysconfig.get_path("scripts", scheme="venv", vars=where)) / "python"
+    return Env(root, python, site_packages)
+
+
+def test_the_new_package_passes_its_tests_and_is_listed_once_installed(
+    seo: RunSeo, tmp_path: Path
+) -> None:
+    result = seo("sinks", "new", "demo-tagger", "--dir", str(tmp_path / "work"))
+    assert result.exit_code == 0, result.output
+    project = tmp_path / "work" / "seo-sink-demo-tagger"
+    assert result.output.splitlines()[:6] == [
+        f"created {project}",
+        "  pyproject.toml",
+        "  README.md",
+        "  seo_sink_demo_tagger/__init__.py",
+        "  seo_sink_demo_tagger/py.typed",
+        "  tests/test_demo_tagger.py",
+    ]
+    env = throwaway_env(tmp_path / "env")
+    env.install(project)
+
+    # From another folder, so that the tests import the installed package, not the sources.
+    tested = env.run("-m", "pytest", "-p", "no:cacheprovider", str(project), cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "6 passed" in tested.stdout
+
+    listed = env.sinks_list("--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (sink,) = [s for s in json.loads(listed.stdout) if s["name"] == "demo-tagger"]
+    assert {k: sink[k] for k in ("distribution", "value", "events", "status")} == {
+        "distribution": "seo-sink-demo-tagger",
+        "value": "seo_sink_demo_tagger:DemoTaggerSink",
+        "events": ["OnArrival"],
+        "status": "ok",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("My-Tagger", "lower-case letters"),
+        ("tagger_2", "lower-case letters"),
+        ("2fa", "starting with a letter"),
+        ("double--hyphen", "single hyphens"),
+        ("seo-sink-tagger", "without seo-sink-"),
+    ],
+    ids=["upper-case", "underscore", "digit-first", "double-hyphen", "full-distribution-name"],
+)
+def test_a_bad_name_is_a_usage_error(seo: RunSeo, tmp_path: Path, name: str, reason: str) -> None:
+    result = seo("sinks", "new", name, "--dir", str(tmp_path))
+    assert result.exit_code == 2
+    assert "Invalid value for NAME: " in result.output
+    assert reason in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_refused_and_left_alone(seo: RunSeo, tmp_path: Path) -> None:
+    mine = tmp_path / "seo-sink-tagger"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    result = seo("sinks", "new", "tagger", "--dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output == f"seo: error: {mine} already exists; choose another NAME or --dir\n"
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
