@@ -11,6 +11,8 @@ retried on the source's retry schedule, then the message goes to badmail with th
 from __future__ import annotations
 
 import asyncio
+import email
+from email import errors
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,7 +59,36 @@ class Content:
             self.message = event.message
 
     def data(self) -> bytes:
-        return self.raw if self.message is None else self.message.as_bytes(policy=MESSAGE_POLICY)
+        """The message to deliver: the bytes received, with what sinks changed.
+
+        Writing a parsed message back normalizes some bodies (the email package rebuilds odd
+        multipart structures), so when the sinks left the body as it was, the body delivered
+        is the one received, byte for byte, under the header block as the sinks left it.
+        """
+        if self.message is None:
+            return self.raw
+        written = self.message.as_bytes(policy=MESSAGE_POLICY)
+        untouched = email.message_from_bytes(self.raw, policy=MESSAGE_POLICY)
+        assert isinstance(untouched, EmailMessage)
+        untouched_bytes = untouched.as_bytes(policy=MESSAGE_POLICY)
+        if untouched_bytes == self.raw or not _plain_header_block(untouched):
+            return written
+        head, separator, body = written.partition(b"\r\n\r\n")
+        _, _, untouched_body = untouched_bytes.partition(b"\r\n\r\n")
+        if body != untouched_body:
+            return written
+        _, _, raw_body = self.raw.partition(b"\r\n\r\n")
+        return head + (separator or b"\r\n\r\n") + raw_body
+
+
+def _plain_header_block(message: EmailMessage) -> bool:
+    """True when the received header block ends at the first blank line, as the parser read it.
+
+    Only then can the received body be told apart by that blank line and put back as it was.
+    """
+    return bool(message.keys()) and not any(
+        isinstance(defect, errors.MissingHeaderBodySeparatorDefect) for defect in message.defects
+    )
 
 
 class Pipeline:
