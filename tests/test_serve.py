@@ -59,7 +59,7 @@ sink_properties = {{ root = "{mail_root}" }}
 class Server:
     """A ``seo serve`` process; waits until it listens by reading what it prints."""
 
-    def __init__(self, seo_exe: str, config: Path) -> None:
+    def __init__(self, seo_exe: str, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log = (config.parent / "serve.log").open("a")
         self.process = subprocess.Popen(
@@ -68,6 +68,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         assert self.process.stdout is not None
         self.banner: list[str] = []

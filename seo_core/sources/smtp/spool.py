@@ -85,22 +85,33 @@ class Spool:
         self.accept_group([(envelope, content)])
 
     def accept_group(self, messages: list[tuple[Envelope, bytes]]) -> None:
-        """Write several messages durably, sharing the folder's fsync.
+        """Write several messages durably, sharing the disk flushes.
 
-        All contents first (written and fsynced), then all envelopes: an envelope in queue/
-        always has its content beside it, whatever moment a crash picks.
+        Every file of the group is written first and only then flushed, so the file system
+        commits them together; contents go into queue/ before their envelopes, so an envelope
+        in queue/ always has its content beside it, whatever moment a crash picks.
         """
-        for envelope, content in messages:
-            os.replace(
-                self._write_durably(f"{envelope.id}.eml", content),
-                self.queue / f"{envelope.id}.eml",
-            )
-        for envelope, _ in messages:
-            os.replace(
-                self._write_durably(f"{envelope.id}.json", envelope.to_json()),
-                self.queue / f"{envelope.id}.json",
-            )
+        files = [(f"{e.id}.eml", content) for e, content in messages]
+        files += [(f"{e.id}.json", e.to_json()) for e, _ in messages]
+        self._write_all_durably(files)
+        for name, _ in files:
+            os.replace(self.incoming / name, self.queue / name)
         _fsync_folder(self.queue)
+
+    def _write_all_durably(self, files: list[tuple[str, bytes]]) -> None:
+        descriptors = []
+        try:
+            for name, data in files:
+                fd = os.open(self.incoming / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                descriptors.append(fd)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            for fd in descriptors:
+                os.fsync(fd)
+        finally:
+            for fd in descriptors:
+                os.close(fd)
 
     def finish_group(self, message_ids: list[str]) -> None:
         """Remove several finished messages, with one fsync of the folder for all of them."""
