@@ -47,17 +47,47 @@ class ServerThread:
         self.loop.close()
 
 
-class RunningSmtp:
-    """What :func:`running_smtp` yields: the source, its port, and ways to wait for it."""
+class RunningSource:
+    """What :func:`running_smtp` and :func:`running_nntp` yield: the source and its port.
+
+    ``kind`` names the source type, which is also the :class:`Running` attribute holding it.
+    """
+
+    kind = ""
 
     def __init__(self, server: ServerThread, running: Running) -> None:
         self.server = server
         self.running = running
-        self.source: SmtpSource = running.smtp[0]
+
+    @property
+    def _source(self) -> Any:
+        return getattr(self.running, self.kind)[0]
 
     @property
     def port(self) -> int:
-        return self.source.port
+        return int(self._source.port)
+
+    def restart(self) -> None:
+        """Stop the source and start it again on the same port, with its spool or store."""
+        from seo_core.sources.runner import start_sources
+
+        source = self._source
+        port = self.port  # read before stopping: a closed listener has no port
+        path, registry = self.running.metabase.path, source.dispatcher.registry
+        self.server.call(self.running.stop(deadline=5.0))
+        pinned = replace(source.settings, port=port)
+        self.running = self.server.call(start_sources(path, registry, **{self.kind: [pinned]}))
+
+
+class RunningSmtp(RunningSource):
+    """A running ``smtp/1``; :meth:`wait_idle` waits for its pipeline."""
+
+    kind = "smtp"
+
+    @property
+    def source(self) -> SmtpSource:
+        source: SmtpSource = self._source
+        return source
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Block until the pipeline has processed everything queued so far."""
@@ -68,18 +98,35 @@ class RunningSmtp:
 
         self.server.call(idle(), timeout)
 
-    def restart(self) -> None:
-        """Stop the source and start it again on the same port (resuming its spool)."""
-        from seo_core.sources.runner import start_sources
 
-        settings = self.source.settings
-        path = self.running.metabase.path
-        registry = self.source.dispatcher.registry
-        port = self.port  # read before stopping: a closed listener has no port
-        self.server.call(self.running.stop(deadline=5.0))
-        pinned = replace(settings, port=port)
-        self.running = self.server.call(start_sources(path, registry, smtp=[pinned]))
-        self.source = self.running.smtp[0]
+class RunningNntp(RunningSource):
+    """A running ``nntp/1``."""
+
+    kind = "nntp"
+
+    @property
+    def source(self) -> NntpSource:
+        source: NntpSource = self._source
+        return source
+
+
+H = TypeVar("H", bound=RunningSource)
+
+
+@contextmanager
+def _running(handle: type[H], metabase: Path, registry: SinkRegistry, settings: Any) -> Iterator[H]:
+    from seo_core.sources.runner import start_sources
+
+    server = ServerThread()
+    try:
+        running = server.call(start_sources(metabase, registry, **{handle.kind: [settings]}))
+        started = handle(server, running)
+        try:
+            yield started
+        finally:
+            server.call(started.running.stop(deadline=5.0))
+    finally:
+        server.close()
 
 
 @contextmanager
@@ -92,7 +139,6 @@ def running_smtp(
     settings: Mapping[str, Any] | None = None,
 ) -> Iterator[RunningSmtp]:
     """Run ``smtp/1`` on 127.0.0.1 with a free port until the ``with`` block ends."""
-    from seo_core.sources.runner import start_sources
     from seo_core.sources.smtp.settings import SmtpSettings
 
     values: dict[str, Any] = {
@@ -103,41 +149,8 @@ def running_smtp(
         **(settings or {}),
     }
     smtp = replace(SmtpSettings.from_mapping("smtp/1", values), port=0)  # any free port
-    server = ServerThread()
-    try:
-        handle = RunningSmtp(server, server.call(start_sources(metabase, registry, smtp=[smtp])))
-        try:
-            yield handle
-        finally:
-            server.call(handle.running.stop(deadline=5.0))
-    finally:
-        server.close()
-
-
-class RunningNntp:
-    """What :func:`running_nntp` yields: the source, its port, and a way to restart it."""
-
-    def __init__(self, server: ServerThread, running: Running) -> None:
-        self.server = server
-        self.running = running
-        self.source: NntpSource = running.nntp[0]
-
-    @property
-    def port(self) -> int:
-        return self.source.port
-
-    def restart(self) -> None:
-        """Stop the source and start it again on the same port, with the same store."""
-        from seo_core.sources.runner import start_sources
-
-        settings = self.source.settings
-        path = self.running.metabase.path
-        registry = self.source.dispatcher.registry
-        port = self.port  # read before stopping: a closed listener has no port
-        self.server.call(self.running.stop(deadline=5.0))
-        pinned = replace(settings, port=port)
-        self.running = self.server.call(start_sources(path, registry, nntp=[pinned]))
-        self.source = self.running.nntp[0]
+    with _running(RunningSmtp, metabase, registry, smtp) as handle:
+        yield handle
 
 
 @contextmanager
@@ -151,7 +164,6 @@ def running_nntp(
 ) -> Iterator[RunningNntp]:
     """Run ``nntp/1`` on 127.0.0.1 with a free port until the ``with`` block ends."""
     from seo_core.sources.nntp.settings import NntpSettings
-    from seo_core.sources.runner import start_sources
 
     values: dict[str, Any] = {
         "listen": "127.0.0.1:119",
@@ -161,12 +173,5 @@ def running_nntp(
         **(settings or {}),
     }
     nntp = replace(NntpSettings.from_mapping("nntp/1", values), port=0)  # any free port
-    server = ServerThread()
-    try:
-        handle = RunningNntp(server, server.call(start_sources(metabase, registry, nntp=[nntp])))
-        try:
-            yield handle
-        finally:
-            server.call(handle.running.stop(deadline=5.0))
-    finally:
-        server.close()
+    with _running(RunningNntp, metabase, registry, nntp) as handle:
+        yield handle
