@@ -23,7 +23,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -46,6 +46,15 @@ STATS_INTERVAL = 1.0
 
 _CONTINUE = Verdict.CONTINUE
 _SKIP = Verdict.SKIP_REMAINING
+
+
+class _Pending(NamedTuple):
+    """A chain stopped at an ``async def`` sink: what :meth:`Dispatcher._finish` takes over."""
+
+    calls: list[PlannedCall]
+    position: int
+    pending: Any
+    tally: list[Any]
 
 
 class Dispatcher:
@@ -165,24 +174,13 @@ class Dispatcher:
         Events whose sinks are all plain synchronous calls take the fast path (see
         ``fastpath``) while the timeout heartbeat runs and debug logging is off.
         """
-        now = time.monotonic()
-        if now >= self._next_check or now >= self._next_flush:
-            self._housekeeping(now)
-        fast = self._fast.get(event.name)
-        if fast is not None and DEADLINE.preemptive:
-            stop = fast.run(event)
-            if stop is None:
-                fast.runs += 1
-                return fast.done
-            return self._resume(fast, stop, event, facts)
-        calls = self._plan.calls.get(event.name)
-        if not calls:
-            return NOTHING
-        tally: list[Any] = [0, 0, 0, None]
-        index, pending = self._run(calls, 0, event, facts, tally)
-        if pending is not None:
-            await self._finish(calls, index, pending, event, facts, tally)
-        return result_from(tally)
+        started = self._start(event, facts)
+        if isinstance(started, DispatchResult):
+            return started
+        await self._finish(
+            started.calls, started.position, started.pending, event, facts, started.tally
+        )
+        return result_from(started.tally)
 
     def notify_sync(self, event: EventContext, facts: EventFacts | None = None) -> DispatchResult:
         """:meth:`notify` for callers without a running event loop.
@@ -190,6 +188,18 @@ class Dispatcher:
         Synchronous sinks need no loop; from the first ``async def`` sink on, the rest of the
         chain runs in a fresh event loop.
         """
+        started = self._start(event, facts)
+        if isinstance(started, DispatchResult):
+            return started
+        asyncio.run(
+            self._finish(
+                started.calls, started.position, started.pending, event, facts, started.tally
+            )
+        )
+        return result_from(started.tally)
+
+    def _start(self, event: EventContext, facts: EventFacts | None) -> DispatchResult | _Pending:
+        """Run the chain up to its end, or up to its first ``async def`` sink."""
         now = time.monotonic()
         if now >= self._next_check or now >= self._next_flush:
             self._housekeeping(now)
@@ -205,9 +215,9 @@ class Dispatcher:
             return NOTHING
         tally: list[Any] = [0, 0, 0, None]
         index, pending = self._run(calls, 0, event, facts, tally)
-        if pending is not None:
-            asyncio.run(self._finish(calls, index, pending, event, facts, tally))
-        return result_from(tally)
+        if pending is None:
+            return result_from(tally)
+        return _Pending(calls, index, pending, tally)
 
     def _resume(
         self, fast: FastRun, stop: Stop, event: EventContext, facts: EventFacts | None
