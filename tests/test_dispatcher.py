@@ -737,3 +737,36 @@ class TestFastPath:
         bind(metabase, "other", **{"sink": "recorder", **fields})
         quiet.reload()
         assert "OnArrival" not in quiet.plan.fast
+
+
+def test_a_sink_installed_while_running_is_found_with_its_binding(
+    metabase: Metabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip install a sink, bind it, and the running dispatcher notifies it: no restart."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    dispatcher = Dispatcher("smtp/1", metabase, SinkRegistry.discover(path=[str(site)]))
+    try:
+        bind(metabase, "late", "late-sink")
+        dispatcher.reload()
+        assert dispatcher.calls("OnArrival") == []
+        (site / "late_sink.py").write_text(
+            "from seo_core.sdk import hookimpl\n"
+            "CALLS = []\n"
+            "@hookimpl\n"
+            "def smtp_on_arrival(binding):\n"
+            "    CALLS.append(binding.display_name)\n"
+        )
+        info = site / "late_sink-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-sink\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text("[seo.sinks]\nlate-sink = late_sink\n")
+        bind(metabase, "late too", "late-sink")
+        dispatcher.reload()
+        dispatcher.notify_sync(arrival())
+        import late_sink  # type: ignore[import-not-found]
+
+        assert sorted(late_sink.CALLS) == ["late", "late too"]
+    finally:
+        dispatcher.close()

@@ -91,6 +91,7 @@ class Dispatcher:
         self._fast: dict[str, FastRun] = {}
         """The plan's fast runs, or none while debug logging is on (see ``fastpath``)."""
         self._retired: list[Plan] = []
+        self._rescanned = -1
         self.reload()
         DEADLINE.start()
         self._closed = False
@@ -98,17 +99,21 @@ class Dispatcher:
     # -- bindings --------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Read this source's bindings again and rebuild the plan."""
+        """Read this source's bindings again and rebuild the plan.
+
+        While a binding names a sink that is not installed, each change of the bindings makes
+        the registry look at the installed packages again: a sink pip-installed after the
+        server started is picked up when it is bound, without a restart.
+        """
         generation = self.metabase.generation()
         bindings = self.metabase.bindings(self.source)
-        plan, self._instances = build_plan(
-            self.source,
-            bindings,
-            self.registry,
-            generation,
-            self._instances,
-            self._report_unavailable,
-        )
+        plan = self._build(bindings, generation)
+        if any(u.not_installed for u in plan.unavailable) and generation != self._rescanned:
+            self._rescanned = generation
+            refreshed = self.registry.refresh()
+            if refreshed is not self.registry:
+                self.registry = refreshed
+                plan = self._build(bindings, generation)
         self._retired.append(self._plan)
         self._plan = plan
         self._verbose = _debug_enabled(self._log)
@@ -118,6 +123,17 @@ class Dispatcher:
             generation=generation,
             bindings=sum(len(calls) for calls in plan.calls.values()),
         )
+
+    def _build(self, bindings: list[Binding], generation: int) -> Plan:
+        plan, self._instances = build_plan(
+            self.source,
+            bindings,
+            self.registry,
+            generation,
+            self._instances,
+            self._report_unavailable,
+        )
+        return plan
 
     def wants(self, event: str) -> bool:
         """True when ``event`` (canonical name) has bindings to notify.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from seo_core.catalog import parse_source
 from seo_core.dispatcher.fastpath import FastRun, fast_runs
-from seo_core.errors import SeoError
+from seo_core.errors import SeoError, SinkNotFoundError
 from seo_core.metabase.records import Binding
 from seo_core.rules import EventFacts, Rule, parse_rule
 
@@ -59,6 +59,8 @@ class Unavailable:
 
     binding: Binding
     reason: str
+    not_installed: bool = False
+    """True when no installed sink answers to the binding's SinkClass (yet)."""
 
 
 @dataclass(slots=True)
@@ -218,7 +220,9 @@ def build_plan(
                 info, binding, kind.name, event.name, event.aliases, instances, kept
             )
         except SeoError as exc:
-            plan.unavailable.append(Unavailable(binding, str(exc)))
+            plan.unavailable.append(
+                Unavailable(binding, str(exc), not_installed=isinstance(exc, SinkNotFoundError))
+            )
             on_unavailable(binding, str(exc))
             continue
         plan.calls.setdefault(event.name, []).append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import inspect
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,7 @@ class SinkRegistry:
     def __init__(self, sinks: Iterable[SinkInfo], warnings: Iterable[str] = ()) -> None:
         self.sinks: list[SinkInfo] = _with_conflicts(sinks)
         self.warnings: list[str] = list(warnings)
+        self._scanned: tuple[str, list[str] | None] | None = None
 
     @classmethod
     def discover(cls, group: str = DEFAULT_GROUP, *, path: list[str] | None = None) -> SinkRegistry:
@@ -56,7 +58,21 @@ class SinkRegistry:
         FAILED and logged once.
         """
         adverts, warnings = scan(group, path)
-        return cls((_load(advert) for advert in adverts), warnings)
+        registry = cls((_load(advert) for advert in adverts), warnings)
+        registry._scanned = (group, path)
+        return registry
+
+    def refresh(self) -> SinkRegistry:
+        """The installed sinks as they are now: a new scan for a discovered registry.
+
+        Packages installed since the first scan appear; sinks already imported are reused by
+        the import system. A registry made from objects has nothing to rescan: it is returned.
+        """
+        if self._scanned is None:
+            return self
+        importlib.invalidate_caches()
+        group, path = self._scanned
+        return type(self).discover(group, path=path)
 
     @classmethod
     def from_objects(

@@ -229,3 +229,22 @@ class TestDisconnects:
                 assert talk.command(b"XYZZY").startswith(b"500 ")
             assert talk.command(b"XYZZY") == b"400 too many unknown commands, goodbye"
             assert talk.file.readline() == b""
+
+
+class TestEightBitHeaders:
+    def test_a_header_that_is_not_utf8_is_stored_as_sent(self, news: RunningNntp) -> None:
+        article = (
+            HEADERS.replace(b"Subject: strict", b"Subject: caf\xe9 \xff\xfe") + b"\r\nbody\r\n"
+        )
+        with posting(news.port) as talk:
+            talk.send(article + b".\r\n")
+            assert talk.line().startswith(b"240 ")
+        (number,) = stored(news.port)
+        with Dialogue(news.port) as talk:
+            assert talk.command(b"GROUP local.test").startswith(b"211 ")
+            assert talk.command(b"ARTICLE " + number).startswith(b"220 ")
+            assert b"Subject: caf\xe9 \xff\xfe\r\n" in b"\r\n".join(talk.block())
+            assert talk.command(b"OVER " + number).startswith(b"224 ")
+            (overview,) = talk.block()
+            assert overview.split(b"\t")[1] == "caf\ufffd \ufffd\ufffd".encode()
+        assert events() == list(EVENTS)

@@ -249,3 +249,17 @@ def test_max_msg_size_lets_a_sink_allow_a_declared_size(
             client.ehlo()
             assert client.mail("a@example.net", ["SIZE=5000"])[0] == 552
     assert delivered(mailboxes, "bob@example.com") == [big]
+
+
+def test_one_mailbox_named_twice_in_any_case_gets_the_message_once(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(
+            smtp.port,
+            ["bob@example.com", "BOB@Example.COM", "bob@example.com", "carol@example.com"],
+        )
+        smtp.wait_idle()
+    assert len(delivered(mailboxes, "bob@example.com")) == 1
+    assert delivered(mailboxes, "BOB@Example.COM") == []
+    assert len(delivered(mailboxes, "carol@example.com")) == 1

@@ -183,8 +183,13 @@ OVERVIEW_FORMAT = ("Subject:", "From:", "Date:", "Message-ID:", "References:", "
 
 
 def _overview_text(value: str) -> str:
-    """RFC 3977, 8.3.2: tabs, CRs and LFs in an overview field become spaces."""
-    return value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    """RFC 3977, 8.3.2: tabs, CRs and LFs in an overview field become spaces.
+
+    Header bytes that are not UTF-8 (legacy 8-bit subjects) become U+FFFD here, in the index
+    only; the stored article keeps its bytes.
+    """
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def parse_message(data: bytes) -> EmailMessage:

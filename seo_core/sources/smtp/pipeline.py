@@ -38,6 +38,28 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seo.smtp")
 
 
+def mailbox_key(address: str) -> str:
+    """What makes two addresses one mailbox: the local part in any case, the canonical domain.
+
+    ``bob@example.com`` and ``BOB@EXAMPLE.COM`` reach the same mailbox, so a message listing
+    both is delivered there once.
+    """
+    local = address.rpartition("@")[0]
+    return f"{local.casefold()}@{domain_of(address)}" if local else address.casefold()
+
+
+def unique_recipients(recipients: list[str]) -> list[str]:
+    """``recipients`` without repeats of one mailbox, in their first order."""
+    seen: set[str] = set()
+    unique = []
+    for recipient in recipients:
+        key = mailbox_key(recipient)
+        if key not in seen:
+            seen.add(key)
+            unique.append(recipient)
+    return unique
+
+
 class Content:
     """The message of one pipeline run: its bytes, until a sink reads the parsed message.
 
@@ -174,7 +196,7 @@ class Pipeline:
         event = self._event(MessageEvent, "OnPostCategorize", envelope, content, resolved)
         await dispatcher.notify(event, self._facts(envelope, resolved))
         content.absorb(event)
-        resolved = list(dict.fromkeys(event.recipients))
+        resolved = unique_recipients(event.recipients)
         if await self._stopped(envelope, event, content):
             return
         await self._track(envelope, content, "categorized")
@@ -208,7 +230,7 @@ class Pipeline:
         failed: dict[str, str] = {}
         dispatcher = self.source.dispatcher
         if not dispatcher.wants("OnCategorize"):
-            return list(dict.fromkeys(recipients)), failed
+            return unique_recipients(recipients), failed
         for recipient in recipients:
             event = self._event(
                 CategorizeEvent,
@@ -224,7 +246,7 @@ class Pipeline:
                 failed[recipient] = "550 5.1.1 unknown recipient"
                 continue
             resolved.extend(event.resolved if event.resolved is not None else [recipient])
-        return list(dict.fromkeys(resolved)), failed
+        return unique_recipients(resolved), failed
 
     async def _deliver(
         self,
@@ -238,7 +260,8 @@ class Pipeline:
         dispatcher = self.source.dispatcher
         data = content.data()
         retry: dict[str, str] = {}
-        pending = [r for r in recipients if r not in envelope.delivered and r not in failed]
+        done = {mailbox_key(r) for r in [*envelope.delivered, *failed]}
+        pending = [r for r in recipients if mailbox_key(r) not in done]
         for position, recipient in enumerate(pending, 1):
             if domain_of(recipient) not in local:
                 failed[recipient] = "550 5.7.1 not a local domain and relaying is not supported"
