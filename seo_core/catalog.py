@@ -7,6 +7,7 @@ checked against it, and sources look their events up here.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 from dataclasses import dataclass
@@ -59,9 +60,12 @@ class SourceType:
         for event in self.events:
             if event.name.casefold() == wanted or wanted in (a.casefold() for a in event.aliases):
                 return event
+        names = [n for e in self.events for n in (e.name, *e.aliases)]
+        close = difflib.get_close_matches(name.strip(), names, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         known = ", ".join(e.name for e in self.events)
         raise UnknownEventError(
-            "event", name, f"not an event of {self.name} sources; known: {known}"
+            "event", name, f"not an event of {self.name} sources{hint}; known: {known}"
         )
 
     def source_guid(self, instance: int) -> str:

@@ -296,6 +296,23 @@ class TestSinkChecks:
         assert "rule does not match: mail from=*@other.example" in result.output
 
 
+class TestHints:
+    def test_a_misspelt_event_gets_a_suggestion(self, seo: RunSeo) -> None:
+        result = seo("bindings", "add", "smtp/1", "OnArival", "X", "log")
+        assert result.exit_code == 1
+        assert "event 'OnArival': not an event of smtp sources (did you mean 'OnArrival'?)" in (
+            result.stderr
+        )
+
+    def test_a_negative_value_reaches_the_range_check(self, seo: RunSeo) -> None:
+        add_tag(seo)
+        result = seo(
+            "bindings", "set-prop", "smtp/1", "OnArrival", "Tag mail", "source", "Priority", "-5"
+        )
+        assert result.exit_code == 1
+        assert "Priority -5: out of range 0..32767" in result.stderr
+
+
 class TestBadInput:
     """Each refusal names what is wrong, exits 1 (usage: 2) and leaves the file as it was."""
 

@@ -267,7 +267,12 @@ def _split_prop_args(words: Sequence[str], tail: int, usage: str) -> tuple[Bindi
     return ref, rest
 
 
-@bindings.command("set-prop", epilog=BINDING_HELP)
+@bindings.command(
+    "set-prop",
+    epilog=BINDING_HELP,
+    # A VALUE may be negative (``Priority -5`` must reach the range check, not be an option).
+    context_settings={"ignore_unknown_options": True},
+)
 @click.argument("words", nargs=-1, required=True, metavar="BINDING {sink|source|binding} KEY VALUE")
 @pass_state
 def set_prop(state: State, words: tuple[str, ...]) -> None:
