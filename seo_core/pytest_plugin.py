@@ -690,7 +690,37 @@ class NntpServer(_Server):
         return reply
 
 
-class SmtpServerFactory:
+class _ServerFactory:
+    """What both server fixtures share: a folder per server, the installed sinks found once,
+    the bindings written to a fresh metabase, and a clean stop when the test ends."""
+
+    kind = ""
+
+    def __init__(self, folder: Path, stack: contextlib.ExitStack) -> None:
+        self._folder = folder
+        self._stack = stack
+        self._numbers = itertools.count(1)
+        self._installed: SinkRegistry | None = None
+
+    def _prepare(
+        self, bindings: Sequence[BindingTable], sinks: Mapping[str, object] | None
+    ) -> tuple[SinkRegistry, Path, Path, list[Binding]]:
+        """The registry, the server's folder, its metabase and the bindings written there."""
+        from seo_core.registry import SinkRegistry
+
+        if self._installed is None:
+            self._installed = SinkRegistry.discover()
+        registry = _registry_with(self._installed, sinks)
+        folder = self._folder / f"seo-{self.kind}-{next(self._numbers)}"
+        metabase = folder / "seo-metabase.db"
+        bound = _bind(metabase, registry, bindings, f"{self.kind}/1")
+        return registry, folder, metabase, bound
+
+    def _keep(self, server: Any) -> None:
+        self._stack.callback(server.close)
+
+
+class SmtpServerFactory(_ServerFactory):
     """``seo_smtp_server(bindings, sinks=None, local_domains=..., settings=None)``.
 
     Starts ``smtp/1`` on a free loopback port with a fresh metabase holding ``bindings`` (each a
@@ -700,11 +730,7 @@ class SmtpServerFactory:
     config file's ``[sources."smtp/1"]`` table (``max_message_size``...).
     """
 
-    def __init__(self, folder: Path, stack: contextlib.ExitStack) -> None:
-        self._folder = folder
-        self._stack = stack
-        self._numbers = itertools.count(1)
-        self._installed: SinkRegistry | None = None
+    kind = "smtp"
 
     def __call__(
         self,
@@ -714,15 +740,9 @@ class SmtpServerFactory:
         local_domains: Sequence[str] = ("example.com",),
         settings: Mapping[str, Any] | None = None,
     ) -> SmtpServer:
-        from seo_core.registry import SinkRegistry
         from seo_core.testing import running_smtp
 
-        if self._installed is None:
-            self._installed = SinkRegistry.discover()
-        registry = _registry_with(self._installed, sinks)
-        folder = self._folder / f"seo-smtp-{next(self._numbers)}"
-        metabase = folder / "seo-metabase.db"
-        bound = _bind(metabase, registry, bindings, "smtp/1")
+        registry, folder, metabase, bound = self._prepare(bindings, sinks)
         spool = folder / "spool"
         stack = contextlib.ExitStack()
         running = stack.enter_context(
@@ -735,19 +755,15 @@ class SmtpServerFactory:
             )
         )
         server = SmtpServer(running, metabase, spool, bound, stack)
-        self._stack.callback(server.close)
+        self._keep(server)
         return server
 
 
-class NntpServerFactory:
+class NntpServerFactory(_ServerFactory):
     """``seo_nntp_server(bindings, sinks=None, groups=..., settings=None)``: as
     :class:`SmtpServerFactory`, for ``nntp/1`` carrying ``groups``."""
 
-    def __init__(self, folder: Path, stack: contextlib.ExitStack) -> None:
-        self._folder = folder
-        self._stack = stack
-        self._numbers = itertools.count(1)
-        self._installed: SinkRegistry | None = None
+    kind = "nntp"
 
     def __call__(
         self,
@@ -757,22 +773,16 @@ class NntpServerFactory:
         groups: Sequence[str] = ("local.test", "local.announce"),
         settings: Mapping[str, Any] | None = None,
     ) -> NntpServer:
-        from seo_core.registry import SinkRegistry
         from seo_core.testing import running_nntp
 
-        if self._installed is None:
-            self._installed = SinkRegistry.discover()
-        registry = _registry_with(self._installed, sinks)
-        folder = self._folder / f"seo-nntp-{next(self._numbers)}"
-        metabase = folder / "seo-metabase.db"
-        bound = _bind(metabase, registry, bindings, "nntp/1")
+        registry, folder, metabase, bound = self._prepare(bindings, sinks)
         store = folder / "news"
         stack = contextlib.ExitStack()
         running = stack.enter_context(
             running_nntp(metabase, registry, store=store, groups=tuple(groups), settings=settings)
         )
         server = NntpServer(running, metabase, store, bound, stack)
-        self._stack.callback(server.close)
+        self._keep(server)
         return server
 
 
