@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from seo_core.sources.smtp.spool import Spool
 from tests.conftest import run_process
 
 
@@ -178,9 +179,8 @@ def test_sigterm_lets_a_session_in_flight_finish(served: tuple[Server, int, Path
     assert code == 250
     client.quit()
     assert server.close() == 0
-    queue = folder / "var" / "spool" / "queue"
     delivered = maildir_files(folder / "mail", "dave@example.com")
-    assert len(delivered) + len(list(queue.glob("*.json"))) == 1
+    assert len(delivered) + len(Spool(folder / "var" / "spool").pending()) == 1
     with pytest.raises(ConnectionRefusedError):  # no new sessions once stopped
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
@@ -200,15 +200,15 @@ def test_kill_9_loses_nothing_and_the_next_start_delivers_each_message_once(
             body = f"Subject: number {n}\r\n\r\nmessage {n}\r\n".encode()
             assert client.sendmail("a@example.net", [recipient, "all@example.com"], body) == {}
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
-    assert len(list((tmp_path / "var" / "spool" / "queue").glob("*.json"))) == 10
+    assert len(Spool(tmp_path / "var" / "spool").pending()) == 10
 
     server = Server(seo_exe, write_config(tmp_path, port, mail_root="mail"))
     try:
         wait_for(lambda: len(maildir_files(tmp_path / "mail", "all@example.com")) == 10)
-        wait_for(lambda: not list((tmp_path / "var" / "spool" / "queue").glob("*.json")))
+        wait_for(lambda: not Spool(tmp_path / "var" / "spool").pending())
         for n, recipient in enumerate(recipients):
             (stored,) = maildir_files(tmp_path / "mail", recipient)
             assert stored.read_bytes().endswith(f"message {n}\n".encode())
     finally:
         assert server.stop() == 0
-    assert os.listdir(tmp_path / "var" / "spool" / "incoming") == []
+    assert [p.suffix for p in (tmp_path / "var" / "spool" / "journal").iterdir()] == [".log"]

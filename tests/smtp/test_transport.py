@@ -19,6 +19,7 @@ from seo_core.sdk import (
     TrackEvent,
     hookimpl,
 )
+from seo_core.sources.smtp.spool import Spool
 from seo_core.testing import running_smtp
 from tests.smtp.conftest import delivered, registry_with
 
@@ -167,7 +168,7 @@ def test_status_abort_discards_and_badmail_keeps_aside(
         send(smtp.port, ["bob@example.com"])
         smtp.wait_idle()
     assert delivered(mailboxes, "bob@example.com") == []
-    assert list((spool / "queue").iterdir()) == []
+    assert Spool(spool).pending() == []
     kept = sorted((spool / "badmail").iterdir())
     if status == "abort":
         assert kept == []

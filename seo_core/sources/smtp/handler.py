@@ -7,7 +7,6 @@ message is in the spool and fsynced before the reply is sent.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +84,7 @@ class SmtpHandler:
         )
         try:
             assert self.source.accepts is not None
-            await asyncio.wrap_future(self.source.accepts.submit((accepted, content)))
+            location = await self.source.accepts.commit((accepted, content))
         except (OSError, RuntimeError) as exc:
             log.error("smtp_spool_failed", source=self.source.name, error=str(exc))
             return "451 4.3.0 Could not store the message; try again later"
@@ -96,5 +95,5 @@ class SmtpHandler:
             size=accepted.size,
             recipients=len(accepted.recipients),
         )
-        self.source.pipeline.enqueue(accepted.id)
+        self.source.deliver(accepted, location)
         return f"250 2.0.0 OK queued as {accepted.id}"

@@ -178,8 +178,8 @@ class Pipeline:
         spool = self.source.spool
         try:
             envelope, raw = spool.load(message_id)
-        except FileNotFoundError:
-            return
+        except KeyError:
+            return  # finished meanwhile
         content = Content(raw)
         dispatcher = self.source.dispatcher
         if envelope.attempts == 0 and not envelope.delivered:
@@ -309,9 +309,7 @@ class Pipeline:
                     message_id=envelope.id,
                     failed=failed,
                 )
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.source.spool.finish, envelope.id
-            )
+            await self._finish(envelope.id)
             log.info(
                 "smtp_message_done",
                 source=self.source.name,
@@ -378,7 +376,7 @@ class Pipeline:
         if finishes is None:
             self.source.spool.finish(message_id)
         else:
-            await asyncio.wrap_future(finishes.submit(message_id))
+            await finishes.commit(message_id)
 
     async def _save(self, envelope: Envelope) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.source.spool.update, envelope)

@@ -13,7 +13,7 @@ from seo_core.sources.smtp.handler import SmtpHandler
 from seo_core.sources.smtp.pipeline import Pipeline
 from seo_core.sources.smtp.protocol import SeoSMTP
 from seo_core.sources.smtp.settings import SmtpSettings
-from seo_core.sources.smtp.spool import GroupCommit, Spool
+from seo_core.sources.smtp.spool import Envelope, GroupCommit, Location, Spool
 
 if TYPE_CHECKING:
     from seo_core.dispatcher import Dispatcher
@@ -62,7 +62,8 @@ class SmtpSource:
     async def start(self) -> None:
         """Prepare the spool, resume what an earlier run left, and start listening."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.spool.prepare)
+        await loop.run_in_executor(None, self.spool.open_journal)
+        await loop.run_in_executor(None, self.spool.open_queue)
         self.accepts = GroupCommit(self.spool.accept_group, f"{self.name} spool writer")
         self.finishes = GroupCommit(self.spool.finish_group, f"{self.name} spool cleaner")
         resumed = self.pipeline.resume()
@@ -74,6 +75,11 @@ class SmtpSource:
             self._protocol, host=self.settings.host, port=self.settings.port
         )
         log.info("smtp_listening", source=self.name, address=self.address, resumed=resumed)
+
+    def deliver(self, envelope: Envelope, location: Location) -> None:
+        """Hand a message that is safely in the spool to the transport pipeline."""
+        if self.spool.track(envelope, location):
+            self.pipeline.enqueue(envelope.id)
 
     @property
     def address(self) -> str:
@@ -111,9 +117,11 @@ class SmtpSource:
         for writer in (self.accepts, self.finishes):
             if writer is not None:
                 await loop.run_in_executor(None, writer.close)
+        queued = len(self.spool.pending())
+        self.spool.close()
         if self._server is not None:
             await self._server.wait_closed()
-        log.info("smtp_stopped", source=self.name, queued=len(self.spool.pending()))
+        log.info("smtp_stopped", source=self.name, queued=queued)
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "address": self.address}

@@ -1,33 +1,56 @@
 """The durable spool of an SMTP source: accepted means on disk.
 
-A message is accepted (250 to DATA) only once both of its files are in ``queue/`` and fsynced:
-the content (``<id>.eml``, written first) and its envelope (``<id>.json``, whose arrival in
-``queue/`` is the commit point). The pipeline works from these files, records each delivery in the
-envelope before moving on, and removes both files when the message is done, so a crash at any
-point leaves either nothing accepted or a message that the next start resumes.
+Accepted messages are written to a journal, and a message is accepted (250 to DATA) only once its
+record is flushed to disk. The journal is made of segments: files filled with zeros when they are
+made, so that writing a record later changes no file size and no metadata, and flushing it
+(``fdatasync``) is a pure data write, the cheapest durable write a file system offers. A spool of
+one file per message pays for a new inode and a directory entry per message instead. Sessions that
+finish DATA together share one flush (:class:`GroupCommit`).
 
 Layout under the source's spool folder::
 
-    incoming/   files being written (never read back; cleared at start)
-    queue/      accepted messages: <id>.eml and <id>.json
-    badmail/    messages kept aside: <id>.eml and <id>.json (with the reason)
+    journal/<n>.log     accepted messages in arrival order; each record is a header (magic,
+                        lengths, CRC-32), the envelope as JSON, then the content; zeros follow
+                        the last record
+    journal/<n>.state   what became of them: JSON lines, a new delivery state or ``done``
+    badmail/            messages kept aside: <id>.eml and <id>.json (with the reason)
+
+A spool has two roles, which may live in two processes: the *journal writer* (the SMTP listener,
+:meth:`Spool.open_journal` and :meth:`Spool.accept_group`) and the *queue* (delivery,
+:meth:`Spool.open_queue` and the rest). Each role holds a lock file, so two servers never share a
+spool. A crash may leave a torn record at the end of a segment: its CRC fails, it was never
+acknowledged, and reading stops there. The queue resumes every message without ``done`` and
+removes a segment once a newer one exists and all of its messages are done.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import secrets
-import sys
+import struct
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+SEGMENT_BYTES = 16 * 1024 * 1024
+"""The size of a journal segment (a bigger message gets a segment of its own size)."""
+
+_RECORD = struct.Struct(">4sIII")
+_MAGIC = b"SEO1"
+_ZEROS = bytes(1024 * 1024)
+
+
+class SpoolBusyError(OSError):
+    """Another process holds this role of the spool."""
 
 
 @dataclass(slots=True)
@@ -53,9 +76,26 @@ class Envelope:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Envelope:
+    def from_json(cls, data: bytes | str) -> Envelope:
         fields: dict[str, Any] = json.loads(data)
         return cls(**fields)
+
+    def delivery_state(self) -> dict[str, Any]:
+        """The fields the pipeline changes after acceptance."""
+        return {
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "attempts": self.attempts,
+            "reason": self.reason,
+        }
+
+    def copy(self) -> Envelope:
+        return replace(
+            self,
+            recipients=list(self.recipients),
+            delivered=list(self.delivered),
+            failed=dict(self.failed),
+        )
 
 
 def new_message_id() -> str:
@@ -63,133 +103,397 @@ def new_message_id() -> str:
     return f"{time.time_ns():x}-{secrets.token_hex(6)}"
 
 
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a message's content lies in the journal."""
+
+    segment: int
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class _Entry:
+    location: Location
+    envelope: Envelope
+
+
+def _encode(envelope: Envelope, content: bytes) -> bytes:
+    header = envelope.to_json()
+    checksum = zlib.crc32(content, zlib.crc32(header))
+    return _RECORD.pack(_MAGIC, len(header), len(content), checksum) + header + content
+
+
+def _records(data: bytes) -> Iterator[tuple[Envelope, int, int]]:
+    """The whole records of a segment, as (envelope, content offset, content length).
+
+    Stops at the zeros after the last record, or at a torn or damaged record: nothing after it
+    was acknowledged.
+    """
+    position = 0
+    while position + _RECORD.size <= len(data):
+        magic, header_length, content_length, checksum = _RECORD.unpack_from(data, position)
+        start = position + _RECORD.size
+        end = start + header_length + content_length
+        if magic != _MAGIC or end > len(data):
+            return
+        header = data[start : start + header_length]
+        if zlib.crc32(data[start + header_length : end], zlib.crc32(header)) != checksum:
+            return
+        yield Envelope.from_json(header), start + header_length, content_length
+        position = end
+
+
+def _state_lines(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a crash: it was never relied on
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            yield record
+
+
 class Spool:
-    """The spool folder of one source."""
+    """The spool folder of one source.
+
+    :meth:`pending` and :meth:`load` also work on a spool that another process owns, without
+    opening it: that reads the folder as it is on disk.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.incoming = root / "incoming"
-        self.queue = root / "queue"
+        self.journal = root / "journal"
         self.badmail = root / "badmail"
+        # the journal writer
+        self._segment = 0
+        self._segment_fd = -1
+        self._capacity = 0
+        self._size = 0
+        self._spare: threading.Thread | None = None
+        # the queue
+        self._lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._entries: dict[str, _Entry] | None = None
+        self._live: Counter[int] = Counter()
+        self._scanned: dict[int, int] = {}
+        self._newest = 0
+        self._state_fds: dict[int, int] = {}
+        self._locks: list[int] = []
 
-    def prepare(self) -> None:
-        """Create the folders; clear half-written files an earlier crash left in incoming/."""
-        for folder in (self.incoming, self.queue, self.badmail):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for leftover in self.incoming.iterdir():
-            leftover.unlink(missing_ok=True)
-        for content in self.queue.glob("*.eml"):
-            if not content.with_suffix(".json").exists():
-                # Content without an envelope was never acknowledged to the client.
-                content.unlink(missing_ok=True)
+    # -- the journal writer ----------------------------------------------------------------
 
-    def accept(self, envelope: Envelope, content: bytes) -> None:
-        """Write a message durably; when this returns, the server may say 250."""
-        self.accept_group([(envelope, content)])
+    def open_journal(self) -> None:
+        """Take the writer's lock and start a new segment after every existing one."""
+        self._prepare_folders()
+        self._locks.append(_lock_file(self.root / "journal.lock"))
+        self._start_segment(max(self._segments(), default=0) + 1, SEGMENT_BYTES)
+        self._import_legacy_queue()
 
-    def accept_group(self, messages: list[tuple[Envelope, bytes]]) -> None:
-        """Write several messages durably, sharing the disk flushes.
+    def accept_group(self, messages: list[tuple[Envelope, bytes]]) -> list[Location]:
+        """Write messages durably, with one flush for all; then the server may say 250.
 
-        Every file of the group is written first and only then flushed, so the file system
-        commits them together; contents go into queue/ before their envelopes, so an envelope
-        in queue/ always has its content beside it, whatever moment a crash picks.
+        Called by one thread at a time (the :class:`GroupCommit` writer).
         """
-        files = [(f"{e.id}.eml", content) for e, content in messages]
-        files += [(f"{e.id}.json", e.to_json()) for e, _ in messages]
-        self._write_all_durably(files)
-        for name, _ in files:
-            os.replace(self.incoming / name, self.queue / name)
-        _fsync_folder(self.queue)
-
-    def _write_all_durably(self, files: list[tuple[str, bytes]]) -> None:
-        descriptors = []
+        if self._segment_fd < 0:
+            raise RuntimeError(f"the spool {self.root} is not open for accepting")
+        records = [_encode(envelope, content) for envelope, content in messages]
+        batch = b"".join(records)
+        if self._size + len(batch) > self._capacity:
+            self._start_segment(self._segment + 1, max(SEGMENT_BYTES, len(batch)))
         try:
-            for name, data in files:
-                fd = os.open(self.incoming / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                descriptors.append(fd)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            if descriptors and not _sync_file_system(descriptors[0]):
-                for fd in descriptors:
-                    os.fsync(fd)
-        finally:
-            for fd in descriptors:
-                os.close(fd)
+            _write_all_at(self._segment_fd, batch, self._size)
+            os.fdatasync(self._segment_fd)
+        except OSError:
+            # What the segment holds past its last good record is unknown now; the next
+            # group goes to a new segment, and reading this one stops at the damage.
+            self._capacity = 0
+            raise
+        locations = []
+        position = self._size
+        for (_, content), record in zip(messages, records, strict=True):
+            position += len(record)
+            locations.append(Location(self._segment, position - len(content), len(content)))
+        self._size = position
+        if self._size > self._capacity // 2 and self._spare is None:
+            self._spare = threading.Thread(target=self._make_spare, daemon=True)
+            self._spare.start()
+        return locations
 
-    def finish_group(self, message_ids: list[str]) -> None:
-        """Remove several finished messages, with one fsync of the folder for all of them."""
-        for message_id in message_ids:
-            (self.queue / f"{message_id}.eml").unlink(missing_ok=True)
-            (self.queue / f"{message_id}.json").unlink(missing_ok=True)
-        _fsync_folder(self.queue)
+    def _start_segment(self, segment: int, capacity: int) -> None:
+        if self._spare is not None:
+            self._spare.join()
+            self._spare = None
+        spare = self.journal / "spare.tmp"
+        path = self._segment_path(segment, ".log")
+        if capacity == SEGMENT_BYTES and spare.exists():
+            os.replace(spare, path)
+        else:
+            _make_zero_file(path, capacity)
+        _fsync_folder(self.journal)
+        if self._segment_fd >= 0:
+            os.close(self._segment_fd)
+        self._segment_fd = os.open(path, os.O_WRONLY)
+        self._segment, self._size = segment, 0
+        self._capacity = os.fstat(self._segment_fd).st_size
+
+    def _make_spare(self) -> None:
+        """Prepare the next segment in the background, so a rotation costs no wait."""
+        spare = self.journal / "spare.tmp"
+        if not spare.exists():
+            _make_zero_file(spare.with_suffix(".part"), SEGMENT_BYTES)
+            os.replace(spare.with_suffix(".part"), spare)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def open_queue(self) -> None:
+        """Take the queue's lock (waiting for an earlier owner to finish), and read the spool."""
+        self._prepare_folders()
+        self._locks.append(_lock_file(self.root / "queue.lock", wait=True))
+        with self._lock:
+            entries = self._scan()
+            self._live = Counter(entry.location.segment for entry in entries.values())
+            segments = self._segments()
+            self._newest = max(segments, default=0)
+            for segment in segments:
+                if segment < self._newest and not self._live[segment]:
+                    self._remove_segment(segment)
+            self._entries = entries
+
+    def track(self, envelope: Envelope, location: Location) -> bool:
+        """Take a newly accepted message into the queue; False when it is known already."""
+        entries = self._queue()
+        with self._lock:
+            if envelope.id in entries or location.offset < self._scanned.get(location.segment, 0):
+                return False
+            entries[envelope.id] = _Entry(location, envelope.copy())
+            self._live[location.segment] += 1
+            if location.segment > self._newest:
+                self._newest = location.segment
+                retired = [s for s in self._live if s < self._newest and not self._live[s]]
+            else:
+                retired = []
+        for segment in retired:
+            self._retire(segment)
+        return True
 
     def pending(self) -> list[str]:
         """IDs of the messages in the queue, oldest first."""
-        return sorted(p.stem for p in self.queue.glob("*.json"))
+        with self._lock:
+            entries = self._scan() if self._entries is None else self._entries
+            return sorted(entries)
 
     def load(self, message_id: str) -> tuple[Envelope, bytes]:
-        envelope = Envelope.from_json((self.queue / f"{message_id}.json").read_bytes())
-        return envelope, (self.queue / f"{message_id}.eml").read_bytes()
+        """A queued message's envelope (a copy: record changes with :meth:`update`) and content.
+
+        Raises KeyError when the message is not (or no longer) queued.
+        """
+        with self._lock:
+            entries = self._scan() if self._entries is None else self._entries
+            entry = entries[message_id]
+            envelope = entry.envelope.copy()
+        location = entry.location
+        fd = os.open(self._segment_path(location.segment, ".log"), os.O_RDONLY)
+        try:
+            content = os.pread(fd, location.length, location.offset)
+        finally:
+            os.close(fd)
+        return envelope, content
 
     def update(self, envelope: Envelope) -> None:
-        """Record the envelope's new delivery state durably (atomic replace)."""
-        meta = self._write_durably(f"{envelope.id}.json", envelope.to_json())
-        os.replace(meta, self.queue / f"{envelope.id}.json")
-        _fsync_folder(self.queue)
+        """Record the envelope's new delivery state durably."""
+        entries = self._queue()
+        with self._lock:
+            entry = entries.get(envelope.id)
+            if entry is None:
+                return
+            entry.envelope = replace(entry.envelope, **envelope.copy().delivery_state())
+            segment = entry.location.segment
+        self._append_states({segment: [{"id": envelope.id, **envelope.delivery_state()}]})
 
     def finish(self, message_id: str) -> None:
-        """The message is done: remove it from the queue."""
+        """The message is done: take it out of the queue."""
         self.finish_group([message_id])
+
+    def finish_group(self, message_ids: list[str]) -> None:
+        """Take finished messages out of the queue, with one flush per segment."""
+        entries = self._queue()
+        records: dict[int, list[dict[str, Any]]] = {}
+        with self._lock:
+            for message_id in message_ids:
+                entry = entries.pop(message_id, None)
+                if entry is not None:
+                    segment = entry.location.segment
+                    records.setdefault(segment, []).append({"id": message_id, "done": True})
+                    self._live[segment] -= 1
+        self._append_states(records)
+        for segment in records:
+            self._retire(segment)
 
     def to_badmail(self, envelope: Envelope, content: bytes) -> Path:
         """Keep a message aside with its reason, then take it out of the queue."""
-        eml = self._write_durably(f"{envelope.id}.eml", content)
-        os.replace(eml, self.badmail / f"{envelope.id}.eml")
-        meta = self._write_durably(f"{envelope.id}.json", envelope.to_json())
-        os.replace(meta, self.badmail / f"{envelope.id}.json")
+        for suffix, data in ((".eml", content), (".json", envelope.to_json())):
+            _write_durably(self.badmail / f"{envelope.id}{suffix}", data)
         _fsync_folder(self.badmail)
         self.finish(envelope.id)
         return self.badmail / f"{envelope.id}.eml"
 
-    def _write_durably(self, name: str, data: bytes) -> Path:
-        path = self.incoming / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
+    def close(self) -> None:
+        """Close the files and release the locks of whichever roles this object held."""
+        if self._spare is not None:
+            self._spare.join()
+            self._spare = None
+        if self._segment_fd >= 0:
+            os.close(self._segment_fd)
+            self._segment_fd = -1
+        with self._state_lock:
+            for fd in self._state_fds.values():
+                os.close(fd)
+            self._state_fds.clear()
+        for fd in self._locks:
             os.close(fd)
-        return path
+        self._locks.clear()
+
+    # -- on disk ---------------------------------------------------------------------------
+
+    def _prepare_folders(self) -> None:
+        for folder in (self.journal, self.badmail):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def _queue(self) -> dict[str, _Entry]:
+        if self._entries is None:
+            raise RuntimeError(f"the spool {self.root} is not open for delivery")
+        return self._entries
+
+    def _segments(self) -> list[int]:
+        if not self.journal.is_dir():
+            return []
+        return sorted(int(path.stem) for path in self.journal.glob("*.log") if path.stem.isdigit())
+
+    def _segment_path(self, segment: int, suffix: str) -> Path:
+        return self.journal / f"{segment:08d}{suffix}"
+
+    def _scan(self) -> dict[str, _Entry]:
+        """Every message the journal holds that is not done, with its latest delivery state."""
+        entries: dict[str, _Entry] = {}
+        for segment in self._segments():
+            data = self._segment_path(segment, ".log").read_bytes()
+            found: dict[str, _Entry] = {}
+            end = 0
+            for envelope, offset, length in _records(data):
+                found[envelope.id] = _Entry(Location(segment, offset, length), envelope)
+                end = offset + length
+            self._scanned[segment] = end
+            state = self._segment_path(segment, ".state")
+            if state.exists():
+                for record in _state_lines(state.read_bytes()):
+                    entry = found.get(record["id"])
+                    if entry is None:
+                        continue
+                    if record.get("done"):
+                        del found[record["id"]]
+                    else:
+                        entry.envelope = _with_state(entry.envelope, record)
+            entries.update(found)
+        return entries
+
+    def _append_states(self, records: dict[int, list[dict[str, Any]]]) -> None:
+        with self._state_lock:
+            written = []
+            for segment, lines in records.items():
+                fd = self._state_fds.get(segment)
+                if fd is None:
+                    path = self._segment_path(segment, ".state")
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                    _fsync_folder(self.journal)
+                    self._state_fds[segment] = fd
+                text = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in lines)
+                _write_all(fd, text)
+                written.append(fd)
+            for fd in written:
+                os.fdatasync(fd)
+
+    def _retire(self, segment: int) -> None:
+        """Remove a segment once a newer one exists and all of its messages are done."""
+        with self._lock:
+            if segment >= self._newest or self._live[segment]:
+                return
+            del self._live[segment]
+        self._remove_segment(segment)
+
+    def _remove_segment(self, segment: int) -> None:
+        with self._state_lock:
+            fd = self._state_fds.pop(segment, None)
+            if fd is not None:
+                os.close(fd)
+        self._segment_path(segment, ".log").unlink(missing_ok=True)
+        self._segment_path(segment, ".state").unlink(missing_ok=True)
+
+    def _import_legacy_queue(self) -> None:
+        """Take over messages that a spool of files (seo before the journal) left in queue/."""
+        queue = self.root / "queue"
+        if not queue.is_dir():
+            return
+        for meta in sorted(queue.glob("*.json")):
+            content = meta.with_suffix(".eml")
+            if content.exists():
+                self.accept_group([(Envelope.from_json(meta.read_bytes()), content.read_bytes())])
+            meta.unlink()
+            content.unlink(missing_ok=True)
+        incoming = self.root / "incoming"
+        for leftover in [*queue.iterdir(), *incoming.glob("*")]:
+            leftover.unlink()  # content without an envelope was never acknowledged
+        queue.rmdir()
+        if incoming.is_dir():
+            incoming.rmdir()
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
+def _with_state(envelope: Envelope, record: dict[str, Any]) -> Envelope:
+    changes = {key: record[key] for key in envelope.delivery_state() if key in record}
+    return replace(envelope, **changes)
+
+
+def _lock_file(path: Path, wait: bool = False) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return function
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolBusyError(f"the spool {path.parent} is in use by another process") from None
+    return fd
 
 
-_SYNCFS = _load_syncfs() if sys.platform.startswith("linux") else None
+def _make_zero_file(path: Path, size: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        written = 0
+        while written < size:
+            written += os.write(fd, _ZEROS[: min(len(_ZEROS), size - written)])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def _sync_file_system(fd: int) -> bool:
-    """Flush the whole file system holding ``fd`` at once (Linux ``syncfs``).
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    One flush covers every file of a group, where one fsync per file would each force a
-    journal commit of its own. Returns False where ``syncfs`` is not available.
-    """
-    if _SYNCFS is None:
-        return False
-    if _SYNCFS(fd) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-    return True
+
+def _write_all_at(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -205,26 +509,28 @@ class GroupCommit:
 
     Sessions that finish DATA at the same moment each need their message on disk before their
     250; one writer thread takes every request waiting, performs them together (so the disk
-    flushes once per group instead of once per message), and answers each.
+    flushes once per group instead of once per message), and wakes the event loop once per
+    group to answer them all.
     """
 
-    def __init__(self, perform: Callable[[list[Any]], None], name: str) -> None:
+    def __init__(self, perform: Callable[[list[Any]], list[Any] | None], name: str) -> None:
         self._perform = perform
-        self._waiting: list[tuple[Any, Future[None]]] = []
+        self._waiting: list[tuple[Any, asyncio.Future[Any]]] = []
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: Any) -> Future[None]:
-        done: Future[None] = Future()
+    async def commit(self, item: Any) -> Any:
+        """Perform ``item`` with whatever else is waiting; returns what ``perform`` gave for it."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the spool writer is closed")
             self._waiting.append((item, done))
             self._wake.notify()
-        return done
+        return await done
 
     def close(self) -> None:
         with self._lock:
@@ -241,10 +547,25 @@ class GroupCommit:
                 if not group and self._closed:
                     return
             try:
-                self._perform([item for item, _ in group])
+                results = self._perform([item for item, _ in group])
             except BaseException as exc:  # each waiter learns its write failed
-                for _, done in group:
-                    done.set_exception(exc)
+                outcome: list[Any] | BaseException = exc
             else:
-                for _, done in group:
-                    done.set_result(None)
+                outcome = results if results is not None else [None] * len(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+            for position, (_, done) in enumerate(group):
+                value = outcome if isinstance(outcome, BaseException) else outcome[position]
+                by_loop.setdefault(done.get_loop(), []).append((done, value))
+            for loop, answers in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(_answer, answers)
+
+
+def _answer(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for done, value in answers:
+        if done.done():
+            continue
+        if isinstance(value, BaseException):
+            done.set_exception(value)
+        else:
+            done.set_result(value)
