@@ -138,7 +138,11 @@ def running_smtp(
     local_domains: tuple[str, ...] = ("example.com",),
     settings: Mapping[str, Any] | None = None,
 ) -> Iterator[RunningSmtp]:
-    """Run ``smtp/1`` on 127.0.0.1 with a free port until the ``with`` block ends."""
+    """Run ``smtp/1`` on 127.0.0.1 with a free port until the ``with`` block ends.
+
+    Delivery runs in the test's process (``delivery = "inline"``), so the sinks of a registry
+    made from objects in the test are the ones called, and ``wait_idle`` can wait for them.
+    """
     from seo_core.sources.smtp.settings import SmtpSettings
 
     values: dict[str, Any] = {
@@ -146,6 +150,7 @@ def running_smtp(
         "hostname": "mx.test",
         "local_domains": list(local_domains),
         "spool": str(spool),
+        "delivery": "inline",
         **(settings or {}),
     }
     smtp = replace(SmtpSettings.from_mapping("smtp/1", values), port=0)  # any free port

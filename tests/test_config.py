@@ -140,6 +140,7 @@ class TestLoad:
             "max_recipients": 100,
             "retry_schedule": (1.0, 5.0, 30.0, 120.0, 600.0),
             "shutdown_timeout": 30.0,
+            "delivery": "process",
         }
         assert dict(nntp.settings) == {
             "listen": "[::1]:1119",

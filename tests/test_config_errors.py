@@ -213,6 +213,12 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         ["spool: must be a non-empty string"],
     ),
     (
+        "delivery-mode-unknown",
+        '[sources."smtp/1"]\nlisten = "127.0.0.1:25"\ndelivery = "thread"\n',
+        'delivery = "thread"',
+        ['sources."smtp/1"', "delivery: must be one of 'process', 'inline'"],
+    ),
+    (
         "sink-not-installed",
         binding('sink = "not-installed"'),
         'sink = "not-installed"',

@@ -212,3 +212,78 @@ def test_kill_9_loses_nothing_and_the_next_start_delivers_each_message_once(
     finally:
         assert server.stop() == 0
     assert [p.suffix for p in (tmp_path / "var" / "spool" / "journal").iterdir()] == [".log"]
+
+
+def logged_pids(server: Server, event: str) -> list[int]:
+    return [
+        entry["pid"]
+        for entry in map(json.loads, server.logged().splitlines())
+        if entry.get("event") == event
+    ]
+
+
+def delivery_pids(server: Server) -> list[int]:
+    """The delivery processes the server started, from its JSON log, in order."""
+    return logged_pids(server, "smtp_delivery_process_started")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not status.exists() or status.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def send(port: int, recipient: str, subject: str) -> None:
+    body = f"Subject: {subject}\r\n\r\n{subject}\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        assert client.sendmail("a@example.net", [recipient], body) == {}
+
+
+def test_delivery_runs_in_a_process_of_its_own_that_ends_with_the_server(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, port, folder = served
+    (pid,) = delivery_pids(server)
+    assert pid != server.process.pid
+    wait_for(lambda: pid in logged_pids(server, "smtp_delivery_ready"))
+    parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    assert int(parent) == server.process.pid
+    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(
+        os.PRIO_PROCESS, server.process.pid
+    )
+    send(port, "erin@example.com", "via the delivery process")
+    wait_for(lambda: maildir_files(folder / "mail", "erin@example.com"))
+    assert server.stop() == 0
+    wait_for(lambda: not alive(pid))
+
+
+def test_a_delivery_process_that_dies_is_started_again_and_nothing_is_lost(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, port, folder = served
+    (first,) = delivery_pids(server)
+    os.kill(first, signal.SIGKILL)
+    send(port, "fay@example.com", "while delivery was down")  # accepted all the same
+    wait_for(lambda: len(delivery_pids(server)) == 2)
+    wait_for(lambda: maildir_files(folder / "mail", "fay@example.com"))
+    send(port, "fay@example.com", "after the restart")
+    wait_for(lambda: len(maildir_files(folder / "mail", "fay@example.com")) == 2)
+    assert server.stop() == 0
+    ended = [
+        entry
+        for entry in map(json.loads, server.logged().splitlines())
+        if entry.get("event") == "smtp_delivery_process_ended"
+    ]
+    assert [(e["pid"], e["returncode"]) for e in ended] == [(first, -signal.SIGKILL)]
+
+
+def test_a_delivery_process_never_outlives_a_killed_server(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, _port, _folder = served
+    (pid,) = delivery_pids(server)
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
+    wait_for(lambda: not alive(pid))

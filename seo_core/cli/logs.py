@@ -16,8 +16,17 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("auto", "console", "json")
 
 
+_CURRENT: list[tuple[str, str]] = []
+
+
+def current_logging() -> tuple[str, str] | None:
+    """The (level, format) last configured, for a child process to log the same way."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
 def configure_logging(level: str = "warning", fmt: str = "auto") -> None:
     """Send structlog output to stderr at ``level`` in format ``fmt``."""
+    _CURRENT[:] = [(level, fmt)]
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

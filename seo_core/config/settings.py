@@ -120,6 +120,15 @@ def _schedule(value: object, ctx: _Context) -> tuple[float, ...]:
         raise SettingError("must be a list of numbers of seconds > 0") from None
 
 
+def _one_of(*choices: str) -> Callable[[object, _Context], str]:
+    def check(value: object, _ctx: _Context) -> str:
+        if value not in choices:
+            raise SettingError(f"must be one of {', '.join(map(repr, choices))}")
+        return str(value)
+
+    return check
+
+
 def _hostname(_ctx: _Context, _read: Mapping[str, Any]) -> str:
     return default_hostname()
 
@@ -145,6 +154,7 @@ SOURCE_KEYS: dict[str, dict[str, _Key]] = {
         "max_recipients": _Key(_positive_int, _const(100)),
         "retry_schedule": _Key(_schedule, _const((1.0, 5.0, 30.0, 120.0, 600.0))),
         "shutdown_timeout": _Key(_positive_number, _const(30.0)),
+        "delivery": _Key(_one_of("process", "inline"), _const("process")),
     },
     "nntp": {
         "listen": _Key(_listen, None),

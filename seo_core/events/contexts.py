@@ -11,6 +11,7 @@ import email
 import email.policy
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -281,15 +282,25 @@ class DeliveryEvent(MessageEvent):
 
     A sink that stored it calls ``delivered(where)``; one that failed calls ``fail(reason)``
     (``permanent=True`` for a failure a retry will not fix) or raises.
+
+    Where ``source_flushes`` is true, a sink that writes files may leave flushing them to the
+    source: it names them in ``delivered(where, unflushed=[...])``, and the source makes them
+    durable before it counts the delivery, with one flush for every delivery finishing at that
+    moment rather than one or two per message.
     """
 
     recipient: str
     stored_at: str | None = None
     failure: str | None = None
     permanent_failure: bool = False
+    source_flushes: bool = False
+    """True when the source flushes the files a sink names in ``delivered(unflushed=...)``."""
+    unflushed: list[str] = field(default_factory=list)
+    """Files and folders written for this delivery that the source is to flush to disk."""
 
-    def delivered(self, where: str) -> None:
+    def delivered(self, where: str, *, unflushed: Iterable[str] = ()) -> None:
         self.stored_at = where
+        self.unflushed = list(unflushed)
 
     def fail(self, reason: str, *, permanent: bool = False) -> None:
         self.failure, self.permanent_failure = reason, permanent

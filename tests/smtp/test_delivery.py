@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import smtplib
 from pathlib import Path
+from typing import Any, ClassVar
 
-from seo_core.testing import RunningSmtp
-from tests.smtp.conftest import delivered
+import pytest
+
+from seo_core.metabase import BindingSpec, Metabase
+from seo_core.sdk import DeliveryEvent, hookimpl
+from seo_core.sources.smtp.spool import Spool
+from seo_core.testing import RunningSmtp, running_smtp
+from tests.smtp.conftest import delivered, registry_with
 
 MESSAGE = (
     b"From: Alice <alice@example.net>\r\n"
@@ -26,3 +34,82 @@ def test_a_message_is_accepted_and_delivered(smtp: RunningSmtp, mailboxes: Path)
     smtp.wait_idle()
     (stored,) = delivered(mailboxes, "bob@example.com")
     assert stored == MESSAGE
+
+
+class LazyStore:
+    """Writes each message to a file and, where the server offers it, leaves the flush to it."""
+
+    seen: ClassVar[list[bool]] = []
+
+    @hookimpl
+    def smtp_store_driver(self, event: DeliveryEvent, sink_properties: Any) -> None:
+        LazyStore.seen.append(event.source_flushes)
+        folder = Path(str(sink_properties["root"]))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{event.message_id}.eml"
+        path.write_bytes(event.raw or b"")
+        event.delivered(str(path), unflushed=[str(path), str(folder)])
+
+
+def bind_lazy_store(metabase: Metabase, root: Path) -> None:
+    metabase.add_binding(
+        BindingSpec(
+            source="smtp/1",
+            event="StoreDriver",
+            sink_class="test-lazy-store",
+            display_name="Lazy",
+            sink_properties={"root": str(root)},
+        )
+    )
+
+
+def test_files_a_sink_leaves_unflushed_are_flushed_before_the_delivery_counts(
+    metabase_path: Path, metabase: Metabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+    flushed: list[str] = []
+
+    def fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    bind_lazy_store(metabase, tmp_path / "mail")
+    LazyStore.seen.clear()
+    registry = registry_with(**{"test-lazy-store": LazyStore})
+    with running_smtp(metabase_path, registry, spool=tmp_path / "spool") as smtp:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            for _ in range(5):
+                client.sendmail("alice@example.net", ["bob@example.com"], MESSAGE)
+        smtp.wait_idle()
+    stored = sorted(str(p) for p in (tmp_path / "mail").glob("*.eml"))
+    assert LazyStore.seen == [True] * 5
+    assert len(stored) == 5
+    assert sorted(p for p in flushed if p.endswith(".eml")) == stored
+    assert str(tmp_path / "mail") in flushed
+    assert Spool(tmp_path / "spool").pending() == []
+
+
+def test_a_delivery_that_cannot_be_flushed_is_not_counted(
+    metabase_path: Path, metabase: Metabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+    mail = str(tmp_path / "mail")
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(mail):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    bind_lazy_store(metabase, tmp_path / "mail")
+    registry = registry_with(**{"test-lazy-store": LazyStore})
+    settings = {"retry_schedule": [3600]}
+    with running_smtp(metabase_path, registry, spool=tmp_path / "spool", settings=settings) as smtp:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.sendmail("alice@example.net", ["bob@example.com"], MESSAGE)
+        smtp.wait_idle()
+    (message_id,) = Spool(tmp_path / "spool").pending()
+    envelope, _ = Spool(tmp_path / "spool").load(message_id)
+    assert envelope.delivered == []
+    assert envelope.attempts == 1  # deferred, to be retried

@@ -27,13 +27,14 @@ from seo_core.events.contexts import (
     TrackEvent,
 )
 from seo_core.rules import EventFacts
+from seo_core.sources.smtp.flush import flush_paths
 from seo_core.sources.smtp.handler import domain_of
 from seo_core.sources.smtp.spool import Envelope
 
 E = TypeVar("E", bound=MessageEvent)
 
 if TYPE_CHECKING:
-    from seo_core.sources.smtp.service import SmtpSource
+    from seo_core.sources.smtp.delivery import Delivery
 
 log = structlog.get_logger("seo.smtp")
 
@@ -116,7 +117,7 @@ def _plain_header_block(message: EmailMessage) -> bool:
 class Pipeline:
     """Runs accepted messages of one source through the transport events."""
 
-    def __init__(self, source: SmtpSource) -> None:
+    def __init__(self, source: Delivery) -> None:
         self.source = source
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -274,8 +275,14 @@ class Pipeline:
                 recipients=list(recipients),
                 raw=data,
                 recipient=recipient,
+                source_flushes=True,
             )
             result = await dispatcher.notify(event, self._facts(envelope, [recipient]))
+            if event.stored_at is not None and event.failure is None and event.unflushed:
+                try:
+                    await self._flush(event.unflushed)
+                except OSError as exc:
+                    event.fail(f"stored at {event.stored_at} but could not flush it: {exc}")
             if event.stored_at is not None and event.failure is None:
                 envelope.delivered.append(recipient)
                 if position < len(pending):
@@ -377,6 +384,13 @@ class Pipeline:
             self.source.spool.finish(message_id)
         else:
             await finishes.commit(message_id)
+
+    async def _flush(self, paths: list[str]) -> None:
+        flushes = self.source.flushes
+        if flushes is None:
+            await asyncio.get_running_loop().run_in_executor(None, flush_paths, [paths])
+        else:
+            await flushes.commit(paths)
 
     async def _save(self, envelope: Envelope) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.source.spool.update, envelope)

@@ -1,4 +1,4 @@
-"""One running SMTP source: its listener, its spool, its pipeline and its dispatcher."""
+"""One running SMTP source: its listener, its spool, its delivery and its dispatcher."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from seo_core.sources.smtp.delivery import Delivery
+from seo_core.sources.smtp.delivery_process import DeliveryProcess
 from seo_core.sources.smtp.handler import SmtpHandler
-from seo_core.sources.smtp.pipeline import Pipeline
 from seo_core.sources.smtp.protocol import SeoSMTP
 from seo_core.sources.smtp.settings import SmtpSettings
 from seo_core.sources.smtp.spool import Envelope, GroupCommit, Location, Spool
@@ -21,27 +22,38 @@ if TYPE_CHECKING:
 log = structlog.get_logger("seo.smtp")
 
 IDENT = "seo ESMTP"
-PIPELINE_WORKERS = 2
-"""Messages taken through the pipeline at once: their disk flushes are committed together."""
 
 
 class SmtpSource:
-    """An SMTP virtual server: ``start()`` listens, ``stop()`` winds it down gracefully."""
+    """An SMTP virtual server: ``start()`` listens, ``stop()`` winds it down gracefully.
+
+    The listener accepts messages into the spool; delivering them is the job of a
+    :class:`Delivery`, in this process or (``delivery = "process"``) in one of its own.
+    """
 
     def __init__(self, settings: SmtpSettings, dispatcher: Dispatcher) -> None:
         self.settings = settings
         self.name = settings.name
         self.dispatcher = dispatcher
         self.spool = Spool(settings.spool)
-        self.pipeline = Pipeline(self)
+        self.delivery: Delivery | DeliveryProcess
+        if settings.delivery == "process":
+            self.delivery = DeliveryProcess(settings, dispatcher.metabase.path)
+        else:
+            self.delivery = Delivery(settings, dispatcher, self.spool)
         self.handler = SmtpHandler(self)
         self.sessions: set[SeoSMTP] = set()
         self._server: asyncio.Server | None = None
-        self._workers: list[asyncio.Task[None]] = []
         self.accepts: GroupCommit | None = None
-        self.finishes: GroupCommit | None = None
         self._session_ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
+
+    @property
+    def pipeline(self) -> Any:
+        """The pipeline of in-process delivery (tests wait on it)."""
+        if not isinstance(self.delivery, Delivery):
+            raise AttributeError("delivery runs in a process of its own")
+        return self.delivery.pipeline
 
     def new_session_id(self) -> str:
         return f"{self._prefix}-{next(self._session_ids)}"
@@ -60,26 +72,29 @@ class SmtpSource:
         )
 
     async def start(self) -> None:
-        """Prepare the spool, resume what an earlier run left, and start listening."""
+        """Open the spool, start delivery (which resumes what an earlier run left), listen."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.spool.open_journal)
-        await loop.run_in_executor(None, self.spool.open_queue)
         self.accepts = GroupCommit(self.spool.accept_group, f"{self.name} spool writer")
-        self.finishes = GroupCommit(self.spool.finish_group, f"{self.name} spool cleaner")
-        resumed = self.pipeline.resume()
-        self._workers = [
-            asyncio.create_task(self.pipeline.run(), name=f"{self.name} pipeline {n}")
-            for n in range(PIPELINE_WORKERS)
-        ]
-        self._server = await loop.create_server(
-            self._protocol, host=self.settings.host, port=self.settings.port
+        try:
+            resumed = await self.delivery.start()
+            self._server = await loop.create_server(
+                self._protocol, host=self.settings.host, port=self.settings.port
+            )
+        except BaseException:
+            await self._close_spool(loop.time())
+            raise
+        log.info(
+            "smtp_listening",
+            source=self.name,
+            address=self.address,
+            resumed=resumed,
+            delivery=self.settings.delivery,
         )
-        log.info("smtp_listening", source=self.name, address=self.address, resumed=resumed)
 
     def deliver(self, envelope: Envelope, location: Location) -> None:
-        """Hand a message that is safely in the spool to the transport pipeline."""
-        if self.spool.track(envelope, location):
-            self.pipeline.enqueue(envelope.id)
+        """Hand a message that is safely in the spool to delivery."""
+        self.delivery.deliver(envelope, location)
 
     @property
     def address(self) -> str:
@@ -94,7 +109,7 @@ class SmtpSource:
         return int(self.address.rpartition(":")[2])
 
     async def stop(self, deadline: float | None = None) -> None:
-        """Stop accepting, let sessions and the message in hand finish up to ``deadline`` s.
+        """Stop accepting, let sessions and the messages in hand finish up to ``deadline`` s.
 
         What is still queued stays in the spool for the next start: nothing accepted is lost.
         """
@@ -108,20 +123,18 @@ class SmtpSource:
         for session in list(self.sessions):
             if session.transport is not None:
                 session.transport.close()
-        self.pipeline.cancel_retries()
-        while self.pipeline.busy and loop.time() < end:
-            await asyncio.sleep(0.05)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        for writer in (self.accepts, self.finishes):
-            if writer is not None:
-                await loop.run_in_executor(None, writer.close)
-        queued = len(self.spool.pending())
-        self.spool.close()
+        await self._close_spool(end)
         if self._server is not None:
             await self._server.wait_closed()
-        log.info("smtp_stopped", source=self.name, queued=queued)
+        queued = await loop.run_in_executor(None, Spool(self.settings.spool).pending)
+        log.info("smtp_stopped", source=self.name, queued=len(queued))
+
+    async def _close_spool(self, end: float) -> None:
+        loop = asyncio.get_running_loop()
+        await self.delivery.stop(end)
+        if self.accepts is not None:
+            await loop.run_in_executor(None, self.accepts.close)
+        self.spool.close()
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "address": self.address}

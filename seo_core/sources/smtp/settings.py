@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ DEFAULT_RETRY_SCHEDULE = (1.0, 5.0, 30.0, 120.0, 600.0)
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 100
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DELIVERY_MODES = ("process", "inline")
+"""Where accepted messages are delivered: a process of the source's own, or the listener's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class SmtpSettings:
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    delivery: str = "process"
 
     @property
     def address(self) -> str:
@@ -55,9 +59,25 @@ class SmtpSettings:
                 float(s) for s in settings.get("retry_schedule", DEFAULT_RETRY_SCHEDULE)
             ),
             shutdown_timeout=float(settings.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
+            delivery=str(settings.get("delivery", "process")),
         )
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The settings table that :meth:`from_mapping` reads back into these settings."""
+        return {
+            "listen": self.address,
+            "hostname": self.hostname,
+            "local_domains": list(self.local_domains),
+            "spool": str(self.spool),
+            "max_message_size": self.max_message_size,
+            "max_recipients": self.max_recipients,
+            "retry_schedule": list(self.retry_schedule),
+            "shutdown_timeout": self.shutdown_timeout,
+            "delivery": self.delivery,
+        }
 
+
+@functools.lru_cache(maxsize=4096)
 def canonical_domain(domain: str) -> str:
     """Lower case, no trailing dot, A-labels: how domains are compared everywhere."""
     text = domain.strip().rstrip(".").lower()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import secrets
@@ -98,9 +99,14 @@ class Envelope:
         )
 
 
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNTER = itertools.count()
+
+
 def new_message_id() -> str:
-    """Sortable by arrival, unique across processes: time, then randomness."""
-    return f"{time.time_ns():x}-{secrets.token_hex(6)}"
+    """Sortable by arrival, unique across processes and restarts: the time, then randomness
+    drawn once per process and a counter (no system call per message)."""
+    return f"{time.time_ns():x}-{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFF:04x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,8 @@ class Location:
     segment: int
     offset: int
     length: int
+    record: int = 0
+    """Where the message's record (header, envelope, content) starts."""
 
 
 @dataclass(slots=True)
@@ -212,8 +220,10 @@ class Spool:
         locations = []
         position = self._size
         for (_, content), record in zip(messages, records, strict=True):
-            position += len(record)
-            locations.append(Location(self._segment, position - len(content), len(content)))
+            start, position = position, position + len(record)
+            locations.append(
+                Location(self._segment, position - len(content), len(content), record=start)
+            )
         self._size = position
         if self._size > self._capacity // 2 and self._spare is None:
             self._spare = threading.Thread(target=self._make_spare, daemon=True)
@@ -276,6 +286,26 @@ class Spool:
         for segment in retired:
             self._retire(segment)
         return True
+
+    def read_record(self, segment: int, record: int) -> tuple[Envelope, Location]:
+        """The envelope and location of the record at ``record`` in ``segment``.
+
+        How a delivery process learns of a message the listener accepted: the listener tells
+        it where the record is, and it reads the rest from the journal. Raises ValueError for a
+        damaged record.
+        """
+        fd = os.open(self._segment_path(segment, ".log"), os.O_RDONLY)
+        try:
+            head = os.pread(fd, _RECORD.size, record)
+            if len(head) < _RECORD.size:
+                raise ValueError(f"no record at {segment}:{record}")
+            _, header_length, content_length, _ = _RECORD.unpack(head)
+            data = head + os.pread(fd, header_length + content_length, record + _RECORD.size)
+        finally:
+            os.close(fd)
+        for envelope, offset, length in _records(data):
+            return envelope, Location(segment, record + offset, length, record=record)
+        raise ValueError(f"damaged record at {segment}:{record}")
 
     def pending(self) -> list[str]:
         """IDs of the messages in the queue, oldest first."""

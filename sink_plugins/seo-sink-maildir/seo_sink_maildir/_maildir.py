@@ -2,8 +2,9 @@
 
 A reader only ever looks in ``new/`` and ``cur/``, and a file appears in ``new/`` in one atomic
 step (a hard link, or a rename where links are not supported) only after its bytes are on disk,
-so no reader ever sees a partial message. The ``new/`` folder is fsynced before delivery is
-reported: on this server, accepted means durable.
+so no reader ever sees a partial message. The file and the ``new/`` folder are flushed to disk
+before delivery is reported (on this server, accepted means durable): by the delivery itself, or,
+when the server offers it, by the server together with the other deliveries of that moment.
 """
 
 from __future__ import annotations
@@ -92,11 +93,15 @@ class Delivery:
     retry never delivers twice and a reported failure never leaves a copy in ``new/``.
     """
 
-    def __init__(self, folder: Path, data: bytes, *, mode: int, create: bool) -> None:
+    def __init__(
+        self, folder: Path, data: bytes, *, mode: int, create: bool, flush: bool = True
+    ) -> None:
         self.folder = folder
         self.data = data
         self.mode = mode
         self.create = create
+        self.flush = flush
+        """False: the caller flushes the published file and ``new/`` (see :meth:`unflushed`)."""
         self._lock = threading.Lock()
         self._abandoned = False
         self._committed: Path | None = None
@@ -127,7 +132,8 @@ class Delivery:
                 if sys.platform != "win32":
                     os.fchmod(fd, self.mode)  # exactly ``mode``, whatever the umask
                 _write_all(fd, self.data)
-                os.fsync(fd)
+                if self.flush:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             self._checkpoint()
@@ -139,7 +145,8 @@ class Delivery:
                     raise
                 os.rename(temporary, published)
                 renamed = True
-            _fsync_folder(published.parent)
+            if self.flush:
+                _fsync_folder(published.parent)
             self._checkpoint(committed=published)
         except BaseException:
             if linked or renamed:
@@ -162,6 +169,11 @@ class Delivery:
                 attempts += 1
                 if attempts == _NAME_ATTEMPTS:
                     raise
+
+
+def unflushed(published: Path) -> list[str]:
+    """What a delivery made without ``flush`` leaves to flush: the file and its ``new/`` folder."""
+    return [str(published), str(published.parent)]
 
 
 def _write_all(fd: int, data: bytes) -> None:

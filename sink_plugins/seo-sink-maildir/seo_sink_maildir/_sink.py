@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seo_core.sdk import DeliveryEvent, Prop, PropertyBag, PropertyValue, Schema, hookimpl
 from seo_sink_maildir._folders import RecipientError, mailbox_path
-from seo_sink_maildir._maildir import Delivery, NoSuchMailbox
+from seo_sink_maildir._maildir import Delivery, NoSuchMailbox, unflushed
 
 DEFAULT_MODE = 0o600
 MAX_MODE = 0o777
@@ -26,7 +26,7 @@ class MaildirSink:
     a file-system error is a temporary one, so the server retries. Nothing is left in ``tmp/``
     or ``new/`` by a failed delivery.
 
-    The disk work (folders, write, fsync, link) runs in a worker thread so that the server's
+    The disk work (folders, write, link) runs in a worker thread so that the server's
     event loop keeps serving other sessions meanwhile; if the binding's Timeout passes first,
     the delivery is abandoned and leaves nothing behind, unless it had already completed, and
     then the event says so.
@@ -75,7 +75,9 @@ class MaildirSink:
         except RecipientError as exc:
             event.fail(f"no such mailbox: {exc}", permanent=True)
             return
-        delivery = Delivery(folder, message_bytes(event), mode=mode, create=create)
+        # Where the source offers it, it flushes the file with the deliveries of that moment.
+        flush = not event.source_flushes
+        delivery = Delivery(folder, message_bytes(event), mode=mode, create=create, flush=flush)
         job = asyncio.get_running_loop().run_in_executor(None, delivery.run)
         job.add_done_callback(_consume)
         try:
@@ -85,7 +87,7 @@ class MaildirSink:
             # has, the message is delivered and the event must say so.
             done = delivery.abandon()
             if done is not None:
-                event.delivered(str(done))
+                event.delivered(str(done), unflushed=[] if flush else unflushed(done))
             raise
         except NoSuchMailbox:
             event.fail("no such mailbox", permanent=True)
@@ -93,7 +95,7 @@ class MaildirSink:
         except OSError as exc:
             event.fail(f"cannot deliver to {folder}: {exc}")
             return
-        event.delivered(str(path))
+        event.delivered(str(path), unflushed=[] if flush else unflushed(path))
 
 
 def message_bytes(event: DeliveryEvent) -> bytes:

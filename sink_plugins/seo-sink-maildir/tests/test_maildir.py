@@ -44,7 +44,12 @@ class Store:
         self.result = DispatchResult()
 
     def deliver(
-        self, recipient: str, message: EmailMessage | None = None, *, raw: bytes | None = None
+        self,
+        recipient: str,
+        message: EmailMessage | None = None,
+        *,
+        raw: bytes | None = None,
+        source_flushes: bool = False,
     ) -> DeliveryEvent:
         event = DeliveryEvent(
             source="smtp/1",
@@ -55,6 +60,7 @@ class Store:
             recipients=[recipient],
             recipient=recipient,
             raw=raw,
+            source_flushes=source_flushes,
         )
         self.result = self.dispatcher.notify_sync(event)
         return event
@@ -436,6 +442,36 @@ def test_without_hard_links_the_file_is_renamed_into_new(
     assert files(mailbox / "new") == [path]
     assert files(mailbox / "tmp") == []
     assert path.read_bytes() == message.as_bytes(policy=email.policy.default)
+
+
+def test_where_the_server_flushes_the_sink_names_the_file_and_its_folder(
+    store: Store, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivered(store.deliver("alice@example.com"), store)  # the mailbox exists from now on
+    flushed: list[int] = []
+    monkeypatch.setattr(os, "fsync", flushed.append)
+    event = store.deliver("alice@example.com", source_flushes=True)
+    monkeypatch.undo()
+    path = delivered(event, store)
+    assert flushed == []  # the server does it, with the other deliveries of the moment
+    assert event.unflushed == [str(path), str(root / "example.com" / "alice" / "new")]
+
+
+def test_where_the_server_does_not_flush_the_sink_flushes_file_and_folder(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kinds: list[str] = []
+
+    def fsync(fd: int) -> None:
+        kinds.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        REAL_FSYNC(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    event = store.deliver("alice@example.com")
+    monkeypatch.undo()
+    delivered(event, store)
+    assert sorted(set(kinds)) == ["file", "folder"]
+    assert event.unflushed == []
 
 
 @pytest.mark.parametrize("slow", ["file", "folder"], ids=["fsync-of-the-file", "fsync-of-new"])

@@ -1,0 +1,196 @@
+"""Delivery in a process of its own, beside the listener rather than inside it.
+
+Why a process: in one interpreter, the transport events and deliveries take turns with the SMTP
+sessions on one event loop and one GIL, so delivering slows accepting. In a process of its own,
+delivery runs on another core and at a lower CPU priority (``nice``): a burst of mail is
+accepted at full speed and delivered as fast as the machine allows, and a sink that crashes the
+interpreter stops delivery for a moment (the listener starts it again) rather than the listener.
+
+The listener starts ``python -m seo_core.sources.smtp.delivery_process`` with the source's
+settings, and writes one line to its standard input per accepted message: where the journal
+holds its record (segment and offset). Closing that pipe asks the process to finish the messages in
+hand and exit; so does the listener's death, so it never outlives it. The process reads the
+same metabase and discovers the same installed sinks as the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from seo_core.sources.smtp.settings import SmtpSettings
+from seo_core.sources.smtp.spool import Envelope, Location, Spool
+
+log = structlog.get_logger("seo.smtp")
+
+NICE = 19
+"""How much lower the delivery process's CPU priority is than the listener's: the lowest, so that
+when the CPU is short, accepting mail comes first, and delivery takes whatever is left (on an
+idle machine, all of it)."""
+RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Seconds before starting the process again after it ended unasked, growing each time."""
+TICK_INTERVAL = 0.5
+"""Seconds between looks at the metabase for binding changes while no event comes."""
+
+
+class DeliveryProcess:
+    """The listener's handle on the delivery process of one source."""
+
+    def __init__(self, settings: SmtpSettings, metabase: Path) -> None:
+        self.settings = settings
+        self.metabase = metabase
+        self._process: asyncio.subprocess.Process | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._restarts = 0
+
+    async def start(self) -> int:
+        """Start the process; returns 0 (the process itself resumes what the spool holds)."""
+        await self._spawn()
+        self._watcher = asyncio.create_task(self._watch(), name=f"{self.settings.name} delivery")
+        return 0
+
+    def deliver(self, envelope: Envelope, location: Location) -> None:
+        """Tell the process about a message that is safely in the journal.
+
+        If the process is down, the message waits in the journal; the next process reads it.
+        """
+        process = self._process
+        if process is None or process.stdin is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write(b"%d %d\n" % (location.segment, location.record))
+
+    async def stop(self, end: float) -> None:
+        """Close the process's input and wait for it to finish, until the loop time ``end``
+        (plus a little, since it has the same deadline); then end it."""
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=max(end - loop.time(), 0) + 5)
+        except TimeoutError:
+            log.warning("smtp_delivery_process_killed", source=self.settings.name, pid=process.pid)
+            process.kill()
+            await process.wait()
+
+    async def _spawn(self) -> None:
+        from seo_core.cli.logs import current_logging
+
+        spec = {
+            "source": self.settings.name,
+            "settings": self.settings.to_mapping(),
+            "metabase": str(self.metabase),
+            "logging": current_logging(),
+            "parent": os.getpid(),
+        }
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "seo_core.sources.smtp.delivery_process",
+            json.dumps(spec),
+            stdin=asyncio.subprocess.PIPE,
+        )
+        log.info("smtp_delivery_process_started", source=self.settings.name, pid=self._process.pid)
+
+    async def _watch(self) -> None:
+        """Start the process again whenever it ends without being asked to."""
+        while True:
+            assert self._process is not None
+            code = await self._process.wait()
+            if self._stopping:
+                return
+            delay = RESTART_DELAYS[min(self._restarts, len(RESTART_DELAYS) - 1)]
+            self._restarts += 1
+            log.error(
+                "smtp_delivery_process_ended",
+                source=self.settings.name,
+                pid=self._process.pid,
+                returncode=code,
+                restart_in=delay,
+            )
+            await asyncio.sleep(delay)
+            await self._spawn()
+
+
+# -- the process itself ----------------------------------------------------------------------
+
+
+async def _serve(spec: dict[str, Any]) -> None:
+    from seo_core.dispatcher import Dispatcher
+    from seo_core.metabase import Metabase
+    from seo_core.registry import SinkRegistry
+    from seo_core.sources.smtp.delivery import Delivery
+
+    settings = SmtpSettings.from_mapping(spec["source"], spec["settings"])
+    metabase = Metabase.open(Path(spec["metabase"]))
+    dispatcher = Dispatcher(settings.name, metabase, SinkRegistry.discover())
+    spool = Spool(settings.spool)
+    delivery = Delivery(settings, dispatcher, spool)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**24)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    resumed = await delivery.start()
+    log.info("smtp_delivery_ready", source=settings.name, pid=os.getpid(), resumed=resumed)
+    ticker = asyncio.create_task(_tick(dispatcher))
+    try:
+        while line := await reader.readline():
+            segment, record = map(int, line.split())
+            try:
+                envelope, location = spool.read_record(segment, record)
+            except (OSError, ValueError) as exc:
+                # Not lost: it is in the journal, and the next start reads it from there.
+                log.error("smtp_delivery_notice_unreadable", source=settings.name, error=str(exc))
+                continue
+            delivery.deliver(envelope, location)
+    finally:
+        ticker.cancel()
+        await delivery.stop(loop.time() + settings.shutdown_timeout)
+        spool.close()
+        dispatcher.close()
+        metabase.close()
+        log.info("smtp_delivery_stopped", source=settings.name, pid=os.getpid())
+
+
+async def _tick(dispatcher: Any) -> None:
+    while True:
+        await asyncio.sleep(TICK_INTERVAL)
+        try:
+            dispatcher.tick()
+        except Exception as exc:
+            log.warning("reload_failed", source=dispatcher.source, error=str(exc))
+
+
+def main(argv: list[str]) -> int:
+    from seo_core.cli.logs import configure_logging
+
+    spec = json.loads(argv[0])
+    level, fmt = spec["logging"] or ("warning", "auto")
+    configure_logging(level, fmt)
+    # The listener decides when this process stops (by closing its input), also when a
+    # terminal's Ctrl-C or a service manager's SIGTERM reaches the whole process group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+    asyncio.run(_serve(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
