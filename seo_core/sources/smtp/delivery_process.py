@@ -8,9 +8,10 @@ interpreter stops delivery for a moment (the listener starts it again) rather th
 
 The listener starts ``python -m seo_core.sources.smtp.delivery_process`` with the source's
 settings, and writes one line to its standard input per accepted message: where the journal
-holds its record (segment and offset). Closing that pipe asks the process to finish the messages in
-hand and exit; so does the listener's death, so it never outlives it. The process reads the
-same metabase and discovers the same installed sinks as the listener.
+holds its record (segment and offset). ``stop <seconds>`` (or the pipe closing, as when the
+listener dies) asks it to finish the messages in hand within that time and exit, so it never
+outlives the listener. The process reads the same metabase and discovers the same installed
+sinks as the listener.
 """
 
 from __future__ import annotations
@@ -79,11 +80,14 @@ class DeliveryProcess:
         process = self._process
         if process is None or process.returncode is not None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
         loop = asyncio.get_running_loop()
+        left = max(end - loop.time(), 0.0)
+        if process.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                process.stdin.write(b"stop %.3f\n" % left)
+            process.stdin.close()
         try:
-            await asyncio.wait_for(process.wait(), timeout=max(end - loop.time(), 0) + 5)
+            await asyncio.wait_for(process.wait(), timeout=left + 5)
         except TimeoutError:
             log.warning("smtp_delivery_process_killed", source=self.settings.name, pid=process.pid)
             process.kill()
@@ -148,8 +152,12 @@ async def _serve(spec: dict[str, Any]) -> None:
     resumed = await delivery.start()
     log.info("smtp_delivery_ready", source=settings.name, pid=os.getpid(), resumed=resumed)
     ticker = asyncio.create_task(_tick(dispatcher))
+    deadline = settings.shutdown_timeout  # unless the listener says how long is left
     try:
         while line := await reader.readline():
+            if line.startswith(b"stop "):
+                deadline = float(line.split()[1])
+                break
             segment, record = map(int, line.split())
             try:
                 envelope, location = spool.read_record(segment, record)
@@ -160,7 +168,7 @@ async def _serve(spec: dict[str, Any]) -> None:
             delivery.deliver(envelope, location)
     finally:
         ticker.cancel()
-        await delivery.stop(loop.time() + settings.shutdown_timeout)
+        await delivery.stop(loop.time() + deadline)
         spool.close()
         dispatcher.close()
         metabase.close()
