@@ -143,7 +143,9 @@ class TestSize:
     def test_a_declared_size_over_the_limit_gets_552_at_mail(self, server: RunningSmtp) -> None:
         talk = Dialogue(server.port)
         talk.command(b"EHLO client.test")
-        assert talk.command(b"MAIL FROM:<a@example.com> SIZE=100001").startswith(b"552")
+        assert talk.command(b"MAIL FROM:<a@example.com> SIZE=100001") == (
+            b"552 5.3.4 Message size exceeds the fixed maximum message size"
+        )
         assert talk.command(b"MAIL FROM:<a@example.com> SIZE=99999").startswith(b"250")
         talk.close()
 
@@ -157,7 +159,7 @@ class TestSize:
             for _ in range(20):  # 20 MB, against a 100 kB limit
                 talk.send(line * 1000)
             talk.send(b".\r\n")
-            assert talk.reply() == b"552 Error: Too much mail data"
+            assert talk.reply() == b"552 5.3.4 Too much mail data"
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -235,6 +237,22 @@ class TestAddresses:
         assert len(delivered(mailboxes, recipient)) == 1
         (event,) = ARRIVED
         assert event.recipients == [recipient]
+
+    def test_utf8_addresses_without_smtputf8_are_refused_with_553(
+        self, server: RunningSmtp
+    ) -> None:
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        refused = b"553 5.6.7 Non-ASCII addresses need MAIL FROM with SMTPUTF8 (RFC 6531)"
+        assert talk.command(b"MAIL FROM:<j\xc3\xbcrgen@example.net>") == refused
+        assert talk.command(b"MAIL FROM:<j\xc3\xbcrgen@example.net> SIZE=10") == refused
+        assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+        assert talk.command(b"RCPT TO:<z\xc3\xbcrich@example.com>") == refused
+        assert talk.command(b"RCPT TO:<bob@example.com>").startswith(b"250")
+        assert talk.command(b"RSET").startswith(b"250")
+        assert talk.command(b"MAIL FROM:<j\xc3\xbcrgen@example.net> smtputf8").startswith(b"250")
+        assert talk.command(b"RCPT TO:<z\xc3\xbcrich@example.com>").startswith(b"250")
+        talk.close()
 
     def test_invalid_utf8_in_a_command_is_a_syntax_error_and_the_session_goes_on(
         self, server: RunningSmtp

@@ -33,6 +33,14 @@ log = structlog.get_logger("seo.smtp")
 BOGUS_LIMIT = 10
 """Unknown commands a session may send before it is closed."""
 
+_ENHANCED = {
+    "552 Error: message size exceeds fixed maximum message size": (
+        "552 5.3.4 Message size exceeds the fixed maximum message size"
+    ),
+    "552 Error: Too much mail data": "552 5.3.4 Too much mail data",
+}
+"""aiosmtpd's own replies that lack an enhanced status code (RFC 3463), with one."""
+
 _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)", re.IGNORECASE)
 _REPLY = re.compile(r"^(\d{3})([ -]?)(.*)$", re.DOTALL)
 
@@ -136,6 +144,9 @@ class SeoSMTP(SMTP):
         if arg is not None and not _valid_utf8(arg):
             await self.push("500 5.5.2 Syntax error: the command is not valid UTF-8")
             return
+        if arg and not arg.isascii() and not self._utf8_allowed(verb, arg):
+            await self.push("553 5.6.7 Non-ASCII addresses need MAIL FROM with SMTPUTF8 (RFC 6531)")
+            return
         argument = _safe_argument(verb, arg or "")
         state.answering = (verb, argument)
         state.override = None
@@ -168,6 +179,15 @@ class SeoSMTP(SMTP):
         if verb == "MAIL" and arg:
             await self._check_declared_size(arg)
         await method(arg)
+
+    def _utf8_allowed(self, verb: str, arg: str) -> bool:
+        """RFC 6531: a transaction may use UTF-8 addresses only if its MAIL said SMTPUTF8."""
+        if verb == "MAIL":
+            return any(param.upper() == "SMTPUTF8" for param in arg.rpartition(">")[2].split())
+        if verb == "RCPT":
+            envelope = self.envelope
+            return envelope is None or envelope.mail_from is None or bool(envelope.smtp_utf8)
+        return True
 
     async def _unknown(self, verb: str) -> None:
         self.state.bogus += 1
@@ -208,6 +228,7 @@ class SeoSMTP(SMTP):
     async def push(self, status: str | bytes) -> None:
         """Send one reply line, after OnServerResponse (and a sink's own reply) had their say."""
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        text = _ENHANCED.get(text, text)
         state = self.state
         if state.override is not None and not text.startswith("354"):
             override, state.override = state.override, None
