@@ -287,3 +287,20 @@ def test_a_delivery_process_never_outlives_a_killed_server(
     (pid,) = delivery_pids(server)
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     wait_for(lambda: not alive(pid))
+
+
+def test_the_server_runs_on_uvloop_unless_told_to_use_asyncio(
+    served: tuple[Server, int, Path], tmp_path: Path, seo_exe: str
+) -> None:
+    server, _port, _folder = served
+    assert any(line.endswith("(event loop: uvloop)") for line in server.banner)
+    assert server.stop() == 0
+
+    port = free_port()
+    plain = Server(seo_exe, write_config(tmp_path, port), env={"SEO_EVENT_LOOP": "asyncio"})
+    try:
+        assert any(line.endswith("(event loop: asyncio)") for line in plain.banner)
+        send(port, "gil@example.com", "on asyncio's own loop")
+        wait_for(lambda: maildir_files(tmp_path / "mail", "gil@example.com"))
+    finally:
+        assert plain.stop() == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -67,9 +66,13 @@ def serve(state: State, config_path: Path | None) -> None:
     if not smtp and not nntp:
         raise click.UsageError("the config file declares no smtp or nntp source to run")
 
+    from seo_core.sources import event_loop
+
     def report(lines: list[str]) -> None:
-        click.echo(f"seo serving with metabase {metabase_path}")
+        click.echo(
+            f"seo serving with metabase {metabase_path} (event loop: {event_loop.loop_name()})"
+        )
         for line in lines:
             click.echo(line)
 
-    asyncio.run(serve_until_stopped(metabase_path, state.registry, report, smtp=smtp, nntp=nntp))
+    event_loop.run(serve_until_stopped(metabase_path, state.registry, report, smtp=smtp, nntp=nntp))

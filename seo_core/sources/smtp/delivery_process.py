@@ -186,6 +186,7 @@ async def _tick(dispatcher: Any) -> None:
 
 def main(argv: list[str]) -> int:
     from seo_core.cli.logs import configure_logging
+    from seo_core.sources import event_loop
 
     spec = json.loads(argv[0])
     level, fmt = spec["logging"] or ("warning", "auto")
@@ -196,7 +197,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    asyncio.run(_serve(spec))
+    event_loop.run(_serve(spec))
     return 0
 
 
