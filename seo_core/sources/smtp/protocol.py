@@ -41,6 +41,10 @@ _ENHANCED = {
 }
 """aiosmtpd's own replies that lack an enhanced status code (RFC 3463), with one."""
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*")
+"""``<local@domain>``, both dot-atoms in ASCII, then the parameters: nearly every address."""
+
 _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)", re.IGNORECASE)
 _REPLY = re.compile(r"^(\d{3})([ -]?)(.*)$", re.DOTALL)
 
@@ -219,6 +223,24 @@ class SeoSMTP(SMTP):
         if event.allowed:
             self.data_size_limit = declared
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parser, with a short cut for the plain ``<local@domain>`` form.
+
+        aiosmtpd parses with the e-mail package's header grammar, which costs more CPU than
+        anything else in a transaction; a plain address gets the same result from one regular
+        expression, and every other form (quoted, source-routed, commented, UTF-8, literal)
+        still goes to aiosmtpd.
+        """
+        plain = plain_address(arg)
+        if plain is None:
+            found: tuple[str | None, str | None] = super()._getaddr(arg)
+            return found
+        address, rest = plain
+        limit = self.local_part_limit
+        if limit and len(address.rpartition("@")[0]) > limit:
+            return None, None
+        return address, rest
+
     def _set_post_data_state(self) -> None:
         super()._set_post_data_state()  # type: ignore[no-untyped-call]
         self.data_size_limit = self.default_size_limit
@@ -261,6 +283,14 @@ class SeoSMTP(SMTP):
         if event.drop:
             self.state.drop = True
         return f"{event.response.code}{separator or ' '}{event.response.text}"
+
+
+def plain_address(arg: str) -> tuple[str, str] | None:
+    """``(address, parameters)`` of a plain ``<local@domain> PARAMS`` argument, else None."""
+    match = _PLAIN_ADDRESS.match(arg)
+    if match is None or arg.startswith("(", match.end()):
+        return None
+    return match.group(1), arg[match.end() :]
 
 
 def _valid_utf8(text: str) -> bool:
