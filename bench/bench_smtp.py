@@ -2,7 +2,8 @@
 
 A load generator on loopback sends 2 KB messages, one recipient each, over 1, 8 and 32 concurrent
 connections, in the same run against (a) ``seo serve`` with three trivial OnArrival sinks and
-Maildir delivery, and (b) a bare aiosmtpd server whose handler accepts and drops. It prints
+Maildir delivery, and (b) a bare aiosmtpd server whose handler accepts and drops (on asyncio's
+loop, and for comparison on uvloop, the loop ``seo serve`` runs on). It prints
 messages per second, p50/p99 latency (MAIL to the reply after the final dot), how long after the
 last 250 the last message reached Maildir (delivery runs beside acceptance, at a lower priority),
 and the peak memory (VmHWM) of ``seo serve``: its listener plus its delivery process.
@@ -48,7 +49,11 @@ async def main():
     print("ready", flush=True)
     await server.serve_forever()
 
-asyncio.run(main())
+if sys.argv[2:] == ["uvloop"]:
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
 """
 
 
@@ -176,7 +181,8 @@ def start(kind: str, folder: Path, port: int) -> subprocess.Popen[bytes]:
             str(seo_config(folder, port)),
         ]
     else:
-        command = [sys.executable, "-c", BARE_SERVER, str(port)]
+        loop = ["uvloop"] if kind == "bare-uv" else []
+        command = [sys.executable, "-c", BARE_SERVER, str(port), *loop]
     return subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -222,14 +228,19 @@ def measure(kind: str) -> tuple[dict[int, tuple[float, list[float]]], float, flo
 def main() -> int:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cores; 2 KB messages, 1 recipient; "
-        f"{ROUNDS} rounds of bare then seo (speed may drift: compare within a round)"
+        f"{ROUNDS} rounds of bare, bare-uv, seo (speed may drift: compare within a round)"
+    )
+    print(
+        "bare: aiosmtpd accepting and dropping, on asyncio's loop; bare-uv: the same on uvloop "
+        "(the loop seo serve runs on); seo: seo serve, 3 OnArrival sinks, Maildir delivery"
     )
     print(HEADER)
     ratios: list[float] = []
+    uv_ratios: list[float] = []
     peak = 0.0
     for round_number in range(1, ROUNDS + 1):
         rates: dict[str, float] = {}
-        for kind in ("bare", "seo"):
+        for kind in ("bare", "bare-uv", "seo"):
             results, drain_seconds, memory, delivered = measure(kind)
             for connections, (rate, latencies) in results.items():
                 cuts = statistics.quantiles(latencies, n=100)
@@ -244,11 +255,20 @@ def main() -> int:
                     f"peak memory {memory:.1f} MB"
                 )
         ratios.append(rates["seo"] / rates["bare"])
-        print(f"{round_number:>5} seo / bare at 8 connections: {ratios[-1]:.2f}", flush=True)
+        uv_ratios.append(rates["seo"] / rates["bare-uv"])
+        print(
+            f"{round_number:>5} at 8 connections: seo / bare {ratios[-1]:.2f}, "
+            f"seo / bare-uv {uv_ratios[-1]:.2f}",
+            flush=True,
+        )
     ratio = statistics.median(ratios)
     print(
         f"target at 8 connections: seo >= 0.8 x bare -> median {ratio:.2f} of "
         f"{', '.join(f'{r:.2f}' for r in ratios)} ({'met' if ratio >= 0.8 else 'MISSED'})"
+    )
+    print(
+        f"for comparison, seo / bare-uv at 8 connections: median "
+        f"{statistics.median(uv_ratios):.2f} of {', '.join(f'{r:.2f}' for r in uv_ratios)}"
     )
     print(f"target peak memory < 150 MB -> {peak:.1f} MB ({'met' if peak < 150 else 'MISSED'})")
     return 0
