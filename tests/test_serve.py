@@ -304,3 +304,54 @@ def test_the_server_runs_on_uvloop_unless_told_to_use_asyncio(
         wait_for(lambda: maildir_files(tmp_path / "mail", "gil@example.com"))
     finally:
         assert plain.stop() == 0
+
+
+POISON = """
+import os
+
+
+def store_driver(event):
+    if event.message["Subject"] == "poison":
+        os._exit(3)  # as a sink with a bug in C code might
+"""
+
+
+def test_a_message_that_crashes_delivery_goes_to_badmail_and_is_stored_once(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    port = free_port()
+    (tmp_path / "poison.py").write_text(POISON)
+    config = write_config(tmp_path, port)
+    config.write_text(
+        config.read_text()
+        + """
+[[bindings]]
+source = "smtp/1"
+event = "StoreDriver"
+name = "After the mailbox"
+sink = "script"
+priority = "PRIO_LOWEST"
+sink_properties = { ScriptName = "poison.py", AllowedDir = "." }
+"""
+    )
+    server = Server(seo_exe, config)
+    try:
+        send(port, "hal@example.com", "poison")
+        send(port, "hal@example.com", "fine")
+        badmail = tmp_path / "var" / "spool" / "badmail"
+        wait_for(lambda: list(badmail.glob("*.json")), timeout=60)
+        wait_for(lambda: len(maildir_files(tmp_path / "mail", "hal@example.com")) == 2)
+        send(port, "hal@example.com", "after")
+        wait_for(lambda: len(maildir_files(tmp_path / "mail", "hal@example.com")) == 3)
+    finally:
+        assert server.stop() == 0
+    subjects = sorted(
+        line
+        for path in maildir_files(tmp_path / "mail", "hal@example.com")
+        for line in path.read_text().splitlines()
+        if line.startswith("Subject:")
+    )
+    assert subjects == ["Subject: after", "Subject: fine", "Subject: poison"]  # one copy each
+    (reason,) = [json.loads(p.read_text())["reason"] for p in badmail.glob("*.json")]
+    assert "delivery ended abruptly 3 times" in reason
+    assert len(delivery_pids(server)) == 4  # the first, and one after each crash

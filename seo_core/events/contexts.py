@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import enum
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -297,6 +298,16 @@ class DeliveryEvent(MessageEvent):
     """True when the source flushes the files a sink names in ``delivered(unflushed=...)``."""
     unflushed: list[str] = field(default_factory=list)
     """Files and folders written for this delivery that the source is to flush to disk."""
+    resumed: bool = False
+    """True when an earlier run of the server was delivering this message when it died, so it
+    may have stored it already: a sink that names what it stores by :attr:`key` looks for it,
+    and reports the copy it finds instead of storing a second one."""
+
+    @property
+    def key(self) -> str:
+        """16 hex digits, the same for this message and recipient in every run and no other."""
+        digest = hashlib.sha256(f"{self.message_id}\0{self.recipient}".encode())
+        return digest.hexdigest()[:16]
 
     def delivered(self, where: str, *, unflushed: Iterable[str] = ()) -> None:
         self.stored_at = where

@@ -216,3 +216,19 @@ def test_the_state_file_is_json_lines_a_person_can_read(tmp_path: Path) -> None:
     assert [json.loads(line) for line in state.read_text().splitlines()] == [
         {"id": message, "done": True}
     ]
+
+
+def test_a_message_in_hand_when_delivery_died_counts_a_crash(tmp_path: Path) -> None:
+    spool = opened(tmp_path)
+    crashed = accept(spool, b"Subject: a\r\n\r\na\r\n")
+    stopped = accept(spool, b"Subject: b\r\n\r\nb\r\n")
+    for message in (crashed, stopped):
+        spool.mark(message, "started")
+    spool.mark(stopped, "ended")
+    spool.close()  # as if the process died: no flush was asked for the marks
+
+    again = opened(tmp_path)
+    assert (again.crashes(crashed), again.crashes(stopped)) == (1, 0)
+    again.mark(crashed, "started")
+    again.close()
+    assert opened(tmp_path).crashes(crashed) == 2

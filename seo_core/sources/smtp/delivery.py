@@ -45,8 +45,11 @@ class Delivery:
         self.flushes = GroupCommit(flush_paths, f"{self.name} delivery flusher")
         resumed = self.pipeline.resume()
         self._workers = [
-            asyncio.create_task(self.pipeline.run(), name=f"{self.name} pipeline {n}")
-            for n in range(PIPELINE_WORKERS)
+            asyncio.create_task(self.pipeline.run_suspects(), name=f"{self.name} suspects"),
+            *(
+                asyncio.create_task(self.pipeline.run(), name=f"{self.name} pipeline {n}")
+                for n in range(PIPELINE_WORKERS)
+            ),
         ]
         return resumed
 
@@ -64,6 +67,7 @@ class Delivery:
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        await self.pipeline.deliveries_done()
         for writer in (self.finishes, self.flushes):
             if writer is not None:
                 await loop.run_in_executor(None, writer.close)

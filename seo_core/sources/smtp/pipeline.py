@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("seo.smtp")
 
+CRASH_LIMIT = 3
+"""Times delivery may end abruptly with a message in hand before the message goes to badmail."""
+
 
 def mailbox_key(address: str) -> str:
     """What makes two addresses one mailbox: the local part in any case, the canonical domain.
@@ -123,6 +126,9 @@ class Pipeline:
         self._queued: set[str] = set()
         self._active: set[str] = set()
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._delivering: set[asyncio.Future[None]] = set()
+        self._suspects: list[str] = []
+        self._suspects_done = asyncio.Event()
         self.working = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -134,35 +140,86 @@ class Pipeline:
             self.queue.put_nowait(message_id)
 
     def resume(self) -> int:
-        """Queue every message an earlier run left in the spool; returns how many."""
-        pending = self.source.spool.pending()
+        """Queue every message an earlier run left in the spool; returns how many.
+
+        A message that was in hand each of the last :data:`CRASH_LIMIT` times the delivery
+        process ended without finishing it (a sink that crashes the interpreter on it, say)
+        goes to badmail instead, so that one message cannot stop all delivery.
+        """
+        spool = self.source.spool
+        pending = spool.pending()
         for message_id in pending:
-            self.enqueue(message_id)
+            if spool.crashes(message_id):
+                self._suspects.append(message_id)
+            else:
+                self.enqueue(message_id)
+        if not self._suspects:
+            self._suspects_done.set()
         return len(pending)
+
+    async def run_suspects(self) -> None:
+        """Take the messages that were in hand when delivery died, each alone, before others.
+
+        Alone, so that if one of them kills delivery again, the count goes against it only; at
+        :data:`CRASH_LIMIT` it goes to badmail rather than be tried again.
+        """
+        spool = self.source.spool
+        try:
+            while self._suspects:
+                message_id = self._suspects.pop(0)
+                if spool.crashes(message_id) >= CRASH_LIMIT:
+                    self._quarantine(message_id)
+                    continue
+                await self._take(message_id)
+        finally:
+            self._suspects_done.set()
+
+    def _quarantine(self, message_id: str) -> None:
+        spool = self.source.spool
+        envelope, data = spool.load(message_id)
+        envelope.reason = (
+            f"delivery ended abruptly {spool.crashes(message_id)} times while this message was "
+            "in hand (a sink may crash on it); kept aside so that other mail goes on"
+        )
+        path = spool.to_badmail(envelope, data)
+        log.error(
+            "smtp_message_badmail",
+            source=self.source.name,
+            message_id=message_id,
+            reason=envelope.reason,
+            path=str(path),
+        )
 
     async def run(self) -> None:
         """Process queued messages until cancelled."""
+        await self._suspects_done.wait()
         while True:
             message_id = await self.queue.get()
             self._queued.discard(message_id)
             if message_id in self._active:
                 continue  # another worker has it in hand
-            self._active.add(message_id)
-            self.working += 1
-            try:
-                await self.process(message_id)
-            except Exception as exc:  # a bug here must not stop the queue
-                log.exception(
-                    "smtp_pipeline_error",
-                    source=self.source.name,
-                    message_id=message_id,
-                    error=str(exc),
-                )
-            finally:
-                self._active.discard(message_id)
-                self.working -= 1
-                if self.queue.empty() and not self.working:
-                    self.idle.set()
+            await self._take(message_id)
+
+    async def _take(self, message_id: str) -> None:
+        self._active.add(message_id)
+        self.working += 1
+        spool = self.source.spool
+        spool.mark(message_id, "started")  # if the process dies now, the next one knows
+        try:
+            await self.process(message_id)
+        except Exception as exc:  # a bug here must not stop the queue
+            log.exception(
+                "smtp_pipeline_error",
+                source=self.source.name,
+                message_id=message_id,
+                error=str(exc),
+            )
+        finally:
+            spool.mark(message_id, "ended")
+            self._active.discard(message_id)
+            self.working -= 1
+            if self.queue.empty() and not self.working and not self._suspects:
+                self.idle.set()
 
     @property
     def busy(self) -> bool:
@@ -172,6 +229,11 @@ class Pipeline:
         for handle in self._retries.values():
             handle.cancel()
         self._retries.clear()
+
+    async def deliveries_done(self) -> None:
+        """Wait for the deliveries in hand: once begun, a delivery is never cut short."""
+        while self._delivering:
+            await asyncio.gather(*self._delivering, return_exceptions=True)
 
     async def process(self, message_id: str) -> None:
         """Take one message as far as it can go now."""
@@ -202,7 +264,12 @@ class Pipeline:
             return
         await self._track(envelope, content, "categorized")
         failed.update(envelope.failed)
-        await self._deliver(envelope, content, resolved, failed)
+        # Stopping may cancel this worker: not between storing a copy and recording it, or the
+        # next run would store it again. The delivery goes on, and stopping waits for it.
+        delivery = asyncio.ensure_future(self._deliver(envelope, content, resolved, failed))
+        self._delivering.add(delivery)
+        delivery.add_done_callback(self._delivering.discard)
+        await asyncio.shield(delivery)
 
     def _event(
         self,
@@ -261,6 +328,7 @@ class Pipeline:
         dispatcher = self.source.dispatcher
         data = content.data()
         retry: dict[str, str] = {}
+        resumed = self.source.spool.crashes(envelope.id) > 0
         done = {mailbox_key(r) for r in [*envelope.delivered, *failed]}
         pending = [r for r in recipients if mailbox_key(r) not in done]
         for position, recipient in enumerate(pending, 1):
@@ -276,6 +344,7 @@ class Pipeline:
                 raw=data,
                 recipient=recipient,
                 source_flushes=True,
+                resumed=resumed,
             )
             result = await dispatcher.notify(event, self._facts(envelope, [recipient]))
             if event.stored_at is not None and event.failure is None and event.unflushed:

@@ -124,6 +124,8 @@ class Location:
 class _Entry:
     location: Location
     envelope: Envelope
+    crashes: int = 0
+    """Earlier runs that took the message in hand and never let go of it: they ended abruptly."""
 
 
 def _encode(envelope: Envelope, content: bytes) -> bytes:
@@ -330,6 +332,26 @@ class Spool:
             os.close(fd)
         return envelope, content
 
+    def crashes(self, message_id: str) -> int:
+        """How many earlier runs ended abruptly with this message in hand (0 if none, or if the
+        message is not queued)."""
+        with self._lock:
+            entry = self._queue().get(message_id)
+            return 0 if entry is None else entry.crashes
+
+    def mark(self, message_id: str, step: str) -> None:
+        """Note that delivery took the message in hand (``started``) or let go (``ended``).
+
+        Written without a flush: the note must outlive the process, not the machine. A message
+        started more often than ended was in hand when delivery died.
+        """
+        with self._lock:
+            entry = self._queue().get(message_id)
+            if entry is None:
+                return
+            segment = entry.location.segment
+        self._append_states({segment: [{"id": message_id, step: True}]}, flush=False)
+
     def update(self, envelope: Envelope) -> None:
         """Record the envelope's new delivery state durably."""
         entries = self._queue()
@@ -422,12 +444,18 @@ class Spool:
                         continue
                     if record.get("done"):
                         del found[record["id"]]
+                    elif record.get("started"):
+                        entry.crashes += 1
+                    elif record.get("ended"):
+                        entry.crashes -= 1
                     else:
                         entry.envelope = _with_state(entry.envelope, record)
             entries.update(found)
         return entries
 
-    def _append_states(self, records: dict[int, list[dict[str, Any]]]) -> None:
+    def _append_states(
+        self, records: dict[int, list[dict[str, Any]]], *, flush: bool = True
+    ) -> None:
         with self._state_lock:
             written = []
             for segment, lines in records.items():
@@ -440,7 +468,7 @@ class Spool:
                 text = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in lines)
                 _write_all(fd, text)
                 written.append(fd)
-            for fd in written:
+            for fd in written if flush else ():
                 os.fdatasync(fd)
 
     def _retire(self, segment: int) -> None:

@@ -39,17 +39,31 @@ class Abandoned(Exception):
     """The caller stopped waiting (its timeout passed) before the message was published."""
 
 
-def unique_name() -> str:
-    """``<seconds>.M<microseconds>P<pid>Q<counter>R<random hex>.<host>``: unique per delivery.
+def unique_name(key: str | None = None) -> str:
+    """``<seconds>.M<microseconds>P<pid>Q<counter>R<key>.<host>``: unique per delivery.
 
-    Time, process, a per-process counter and 64 random bits, so that neither two processes nor
-    two threads nor a clock stepping back produce the same name. ``/`` and ``:`` in the host
-    name are written ``\\057`` and ``\\072``, as the specification asks (``:`` starts a flag
-    suffix in ``cur/``).
+    Time, process, a per-process counter and 16 hex digits: the delivery's ``key`` (the same
+    for one message and recipient in every run, so that a copy stored before a crash can be
+    found) or, without one, 64 random bits. Neither two processes nor two threads nor a clock
+    stepping back produce the same name. ``/`` and ``:`` in the host name are written
+    ``\\057`` and ``\\072``, as the specification asks (``:`` starts a flag suffix in ``cur/``).
     """
     seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
     host = (socket.gethostname() or "localhost").replace("/", "\\057").replace(":", "\\072")
-    return f"{seconds}.M{micros}P{os.getpid()}Q{next(_COUNTER)}R{secrets.token_hex(8)}.{host}"
+    tag = key or secrets.token_hex(8)
+    return f"{seconds}.M{micros}P{os.getpid()}Q{next(_COUNTER)}R{tag}.{host}"
+
+
+def stored_copy(folder: Path, key: str) -> Path | None:
+    """The message a delivery with ``key`` stored in the Maildir ``folder`` (in ``new/``, or
+    moved to ``cur/`` by a reader since), if any."""
+    marker = f"R{key}."
+    for sub in ("new", "cur"):
+        with contextlib.suppress(FileNotFoundError), os.scandir(folder / sub) as entries:
+            for entry in entries:
+                if marker in entry.name:
+                    return Path(entry.path)
+    return None
 
 
 def prepare(folder: Path, *, create: bool) -> None:
@@ -94,12 +108,24 @@ class Delivery:
     """
 
     def __init__(
-        self, folder: Path, data: bytes, *, mode: int, create: bool, flush: bool = True
+        self,
+        folder: Path,
+        data: bytes,
+        *,
+        mode: int,
+        create: bool,
+        flush: bool = True,
+        key: str | None = None,
+        look_first: bool = False,
     ) -> None:
         self.folder = folder
         self.data = data
         self.mode = mode
         self.create = create
+        self.key = key
+        """Names the file (see :func:`unique_name`)."""
+        self.look_first = look_first
+        """Report the copy stored under ``key`` by an earlier run, if there is one."""
         self.flush = flush
         """False: the caller flushes the published file and ``new/`` (see :meth:`unflushed`)."""
         self._lock = threading.Lock()
@@ -124,6 +150,11 @@ class Delivery:
         """
         prepare(self.folder, create=self.create)
         self._checkpoint()
+        if self.look_first and self.key is not None:
+            earlier = stored_copy(self.folder, self.key)
+            if earlier is not None:
+                self._checkpoint(committed=earlier)
+                return earlier
         temporary, fd = self._create()
         published = self.folder / "new" / temporary.name
         linked = renamed = False
@@ -162,7 +193,7 @@ class Delivery:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         attempts = 0
         while True:
-            path = self.folder / "tmp" / unique_name()
+            path = self.folder / "tmp" / unique_name(self.key)
             try:
                 return path, os.open(path, flags, self.mode)
             except FileExistsError:

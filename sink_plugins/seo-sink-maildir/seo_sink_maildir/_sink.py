@@ -77,7 +77,15 @@ class MaildirSink:
             return
         # Where the source offers it, it flushes the file with the deliveries of that moment.
         flush = not event.source_flushes
-        delivery = Delivery(folder, message_bytes(event), mode=mode, create=create, flush=flush)
+        delivery = Delivery(
+            folder,
+            message_bytes(event),
+            mode=mode,
+            create=create,
+            flush=flush,
+            key=event.key,
+            look_first=event.resumed,  # a crash may have come after storing it
+        )
         job = asyncio.get_running_loop().run_in_executor(None, delivery.run)
         job.add_done_callback(_consume)
         try:

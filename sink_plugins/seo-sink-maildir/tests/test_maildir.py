@@ -50,17 +50,20 @@ class Store:
         *,
         raw: bytes | None = None,
         source_flushes: bool = False,
+        resumed: bool = False,
+        message_id: str = "m-1",
     ) -> DeliveryEvent:
         event = DeliveryEvent(
             source="smtp/1",
             name="StoreDriver",
-            message_id="m-1",
+            message_id=message_id,
             message=message if message is not None else plain_message(),
             mail_from="sender@example.org",
             recipients=[recipient],
             recipient=recipient,
             raw=raw,
             source_flushes=source_flushes,
+            resumed=resumed,
         )
         self.result = self.dispatcher.notify_sync(event)
         return event
@@ -442,6 +445,28 @@ def test_without_hard_links_the_file_is_renamed_into_new(
     assert files(mailbox / "new") == [path]
     assert files(mailbox / "tmp") == []
     assert path.read_bytes() == message.as_bytes(policy=email.policy.default)
+
+
+def test_a_file_is_named_by_the_deliverys_key(store: Store) -> None:
+    event = store.deliver("alice@example.com", message_id="18f-abc")
+    match = NAME.fullmatch(delivered(event, store).name)
+    assert match is not None
+    assert match.group(5) == event.key
+
+
+@pytest.mark.parametrize("moved", [False, True], ids=["still-in-new", "moved-to-cur"])
+def test_a_resumed_delivery_reports_the_copy_an_earlier_run_stored(
+    moved: bool, store: Store, root: Path
+) -> None:
+    first = delivered(store.deliver("alice@example.com", message_id="18f-abc"), store)
+    mailbox = root / "example.com" / "alice"
+    if moved:  # a mail reader saw it and moved it, with flags
+        first = first.rename(mailbox / "cur" / f"{first.name}:2,S")
+    again = store.deliver("alice@example.com", message_id="18f-abc", resumed=True)
+    assert again.stored_at == str(first)
+    assert files(mailbox / "new") + files(mailbox / "cur") == [first]
+    other = store.deliver("alice@example.com", message_id="18f-def", resumed=True)
+    assert other.stored_at != str(first)  # another message: stored as usual
 
 
 def test_where_the_server_flushes_the_sink_names_the_file_and_its_folder(
