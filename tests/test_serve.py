@@ -355,3 +355,53 @@ sink_properties = { ScriptName = "poison.py", AllowedDir = "." }
     (reason,) = [json.loads(p.read_text())["reason"] for p in badmail.glob("*.json")]
     assert "delivery ended abruptly 3 times" in reason
     assert len(delivery_pids(server)) == 4  # the first, and one after each crash
+
+
+SLOW_STORE = """
+import time
+
+
+def store_driver(event):
+    time.sleep(0.3)  # a slow second delivery, after the mailbox
+"""
+
+
+def test_stopping_with_a_backlog_delivers_each_message_once_over_two_runs(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    port = free_port()
+    (tmp_path / "slow.py").write_text(SLOW_STORE)
+    config = write_config(tmp_path, port)
+    text = config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 1")
+    config.write_text(
+        text
+        + """
+[[bindings]]
+source = "smtp/1"
+event = "StoreDriver"
+name = "Slow"
+sink = "script"
+priority = "PRIO_LOWEST"
+sink_properties = { ScriptName = "slow.py", AllowedDir = "." }
+"""
+    )
+    server = Server(seo_exe, config)
+    subjects = [f"backlog {n}" for n in range(30)]
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for subject in subjects:
+            body = f"Subject: {subject}\r\n\r\n{subject}\r\n".encode()
+            assert client.sendmail("a@example.net", ["ivy@example.com"], body) == {}
+    wait_for(lambda: len(maildir_files(tmp_path / "mail", "ivy@example.com")) >= 2)
+    assert server.stop() == 0  # stops in the middle of deliveries, most messages still queued
+    assert Spool(tmp_path / "var" / "spool").pending()
+
+    server = Server(seo_exe, config)
+    try:
+        wait_for(lambda: not Spool(tmp_path / "var" / "spool").pending(), timeout=60)
+    finally:
+        assert server.stop() == 0
+    stored = [
+        path.read_text().splitlines()[0]
+        for path in maildir_files(tmp_path / "mail", "ivy@example.com")
+    ]
+    assert sorted(stored) == sorted(f"Subject: {s}" for s in subjects)
