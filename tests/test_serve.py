@@ -9,6 +9,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -358,6 +359,7 @@ sink_properties = { ScriptName = "poison.py", AllowedDir = "." }
 
 
 SLOW_STORE = """
+import threading
 import time
 
 
@@ -405,3 +407,34 @@ sink_properties = { ScriptName = "slow.py", AllowedDir = "." }
         for path in maildir_files(tmp_path / "mail", "ivy@example.com")
     ]
     assert sorted(stored) == sorted(f"Subject: {s}" for s in subjects)
+
+
+def test_every_log_line_of_both_processes_is_whole_json_under_load(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, port, folder = served
+
+    def send_many(first: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            for n in range(first, first + 150):
+                body = f"Subject: load {n}\r\n\r\n{n}\r\n".encode()
+                client.sendmail("a@example.net", ["jo@example.com"], body)
+
+    threads = [threading.Thread(target=send_many, args=(k * 150,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(lambda: len(maildir_files(folder / "mail", "jo@example.com")) == 1200, timeout=90)
+    assert server.stop() == 0
+    lines = server.logged().splitlines()
+    assert len(lines) > 2400
+    broken = [line for line in lines if not _is_json_object(line)]
+    assert broken == []
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
