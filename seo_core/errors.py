@@ -152,3 +152,13 @@ class EnvReferenceError(SeoError, LookupError):
             f"property {property_name!r} refers to environment variable {variable}, "
             "which is not set"
         )
+
+
+class SourceStartError(SeoError):
+    """A source could not start: its address is taken or not this machine's, its spool folder
+    is not usable or is in use by another server, its disk is full."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"cannot start {source}: {reason}")

@@ -438,3 +438,53 @@ def _is_json_object(line: str) -> bool:
         return isinstance(json.loads(line), dict)
     except ValueError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ('spool = "var/spool"', 'spool = "not-a-folder"'),
+            "seo: error: cannot start smtp/1: cannot use {folder}/not-a-folder: Not a directory (",
+        ),
+        (
+            ('listen = "127.0.0.1:{port}"', 'listen = "192.0.2.1:{port}"'),
+            "seo: error: cannot start smtp/1: cannot listen on 192.0.2.1:{port}: ",
+        ),
+        (
+            ('listen = "127.0.0.1:{port}"', 'listen = "nohost.invalid:{port}"'),
+            "seo: error: cannot start smtp/1: cannot listen on nohost.invalid:{port}: "
+            "the host name does not resolve",
+        ),
+    ],
+    ids=["spool-is-a-file", "address-not-here", "host-unknown"],
+)
+def test_a_source_that_cannot_start_is_one_line_and_exit_1(
+    tmp_path: Path, seo_exe: str, change: tuple[str, str], message: str
+) -> None:
+    port = free_port()
+    (tmp_path / "not-a-folder").write_text("a file")
+    config = write_config(tmp_path, port)
+    old, new = (part.format(port=port) for part in change)
+    config.write_text(config.read_text().replace(old, new))
+    result = run_process(seo_exe, "serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("seo: error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(message.format(port=port, folder=tmp_path)), errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_second_server_on_the_same_spool_is_refused_in_one_line(
+    served: tuple[Server, int, Path], seo_exe: str
+) -> None:
+    server, _port, folder = served
+    config = folder / "seo.toml"
+    other = free_port()
+    config.write_text(config.read_text().replace(f":{_port}", f":{other}"))
+    result = run_process(seo_exe, "serve", "--config", str(config), cwd=folder)
+    assert result.returncode == 1
+    assert "seo: error: cannot start smtp/1: the spool " in result.stderr
+    assert "is in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert server.stop() == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import TYPE_CHECKING
 import structlog
 
 from seo_core.dispatcher import Dispatcher
+from seo_core.errors import SourceStartError
 from seo_core.metabase import Metabase
 from seo_core.sources.nntp.service import NntpSource
 from seo_core.sources.nntp.settings import NntpSettings
 from seo_core.sources.smtp.service import SmtpSource
 from seo_core.sources.smtp.settings import SmtpSettings
+from seo_core.sources.smtp.spool import SpoolBusyError
 
 if TYPE_CHECKING:
     from seo_core.registry import SinkRegistry
@@ -83,9 +86,24 @@ async def _start(source: SmtpSource | NntpSource) -> None:
     """Start one source; if it cannot start, close its dispatcher (the caller stops the rest)."""
     try:
         await source.start()
+    except OSError as exc:
+        source.dispatcher.close()
+        raise SourceStartError(source.name, _reason(source, exc)) from exc
     except BaseException:
         source.dispatcher.close()
         raise
+
+
+def _reason(source: SmtpSource | NntpSource, exc: OSError) -> str:
+    """What went wrong, in words an administrator can act on."""
+    if isinstance(exc, SpoolBusyError):
+        return str(exc)
+    if isinstance(exc, socket.gaierror):
+        return f"cannot listen on {source.settings.address}: the host name does not resolve"
+    if not exc.filename:
+        return f"cannot listen on {source.settings.address}: {exc.strerror or exc}"
+    folder = source.settings.spool if isinstance(source, SmtpSource) else source.settings.store
+    return f"cannot use {folder}: {exc.strerror or exc} ({exc.filename})"
 
 
 async def _watch(running: Running) -> None:
