@@ -212,7 +212,7 @@ def test_kill_9_loses_nothing_and_the_next_start_delivers_each_message_once(
             assert stored.read_bytes().endswith(f"message {n}\n".encode())
     finally:
         assert server.stop() == 0
-    assert [p.suffix for p in (tmp_path / "var" / "spool" / "journal").iterdir()] == [".log"]
+    assert len(list((tmp_path / "var" / "spool" / "journal").glob("*.log"))) == 1
 
 
 def logged_pids(server: Server, event: str) -> list[int]:

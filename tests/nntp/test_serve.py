@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from seo_core.errors import SourceStartError
 from seo_core.sources.runner import describe, start_sources
 from tests.nntp.conftest import Bind, Dialogue, Serve, article, connect, nntplib, registry_with
 
@@ -65,7 +66,7 @@ def test_a_source_that_cannot_listen_leaves_nothing_running(
 ) -> None:
     with serve() as news:
         clash = replace(news.source.settings, port=news.port, store=tmp_path / "other-store")
-        with pytest.raises(OSError, match="address already in use"):
+        with pytest.raises(SourceStartError, match="cannot listen on .*address already in use"):
             asyncio.run(start_sources(metabase_path, registry_with(), nntp=[clash]))
     assert [t.name for t in threading.enumerate() if "other-store" in t.name] == []
 

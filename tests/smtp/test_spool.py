@@ -114,10 +114,21 @@ def test_segments_of_finished_messages_are_removed(
     assert len(segments(tmp_path)) == 1  # only the segment still written to
     spool.finish(ids[-1])
     spool.close()
-    again = opened(tmp_path)  # a new start writes a new segment; the old, all done, goes
+    before = segments(tmp_path)
+    again = opened(tmp_path)  # a new start goes on writing where the last one stopped
     assert again.pending() == []
-    assert len(segments(tmp_path)) == 1
-    assert not list((tmp_path / "journal").glob("*.state"))
+    assert segments(tmp_path) == before
+    more = accept(again, b"Subject: more\r\n\r\nmore\r\n")
+    assert again.load(more)[1] == b"Subject: more\r\n\r\nmore\r\n"
+
+
+def test_a_start_makes_no_new_segment_and_needs_no_new_space(tmp_path: Path) -> None:
+    for n in range(3):
+        spool = opened(tmp_path)
+        accept(spool, f"Subject: {n}\r\n\r\n{n}\r\n".encode())
+        spool.close()
+    assert segments(tmp_path) == ["00000001.log"]
+    assert len(Spool(tmp_path).pending()) == 3
 
 
 def test_a_message_bigger_than_a_segment_gets_one_of_its_own(

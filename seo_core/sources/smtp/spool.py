@@ -42,6 +42,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger("seo.smtp")
+
 SEGMENT_BYTES = 16 * 1024 * 1024
 """The size of a journal segment (a bigger message gets a segment of its own size)."""
 
@@ -194,10 +198,23 @@ class Spool:
     # -- the journal writer ----------------------------------------------------------------
 
     def open_journal(self) -> None:
-        """Take the writer's lock and start a new segment after every existing one."""
+        """Take the writer's lock, and go on writing after the last whole record of the newest
+        segment (over a torn one a crash may have left: it was never acknowledged)."""
         self._prepare_folders()
         self._locks.append(_lock_file(self.root / "journal.lock"))
-        self._start_segment(max(self._segments(), default=0) + 1, SEGMENT_BYTES)
+        (self.journal / "spare.part").unlink(missing_ok=True)
+        segments = self._segments()
+        if segments:
+            newest = segments[-1]
+            path = self._segment_path(newest, ".log")
+            end = 0
+            for _, offset, length in _records(path.read_bytes()):
+                end = offset + length
+            self._segment_fd = os.open(path, os.O_WRONLY)
+            self._segment, self._size = newest, end
+            self._capacity = os.fstat(self._segment_fd).st_size
+        else:
+            self._start_segment(1, SEGMENT_BYTES)
         self._import_legacy_queue()
 
     def accept_group(self, messages: list[tuple[Envelope, bytes]]) -> list[Location]:
@@ -250,11 +267,19 @@ class Spool:
         self._capacity = os.fstat(self._segment_fd).st_size
 
     def _make_spare(self) -> None:
-        """Prepare the next segment in the background, so a rotation costs no wait."""
+        """Prepare the next segment in the background, so a rotation costs no wait.
+
+        If the disk has no room for it, the rotation tries again (and a client whose message
+        does not fit is told to try later).
+        """
         spare = self.journal / "spare.tmp"
-        if not spare.exists():
+        if spare.exists():
+            return
+        try:
             _make_zero_file(spare.with_suffix(".part"), SEGMENT_BYTES)
             os.replace(spare.with_suffix(".part"), spare)
+        except OSError as exc:
+            log.warning("smtp_spool_spare_failed", spool=str(self.root), error=str(exc))
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -522,12 +547,16 @@ def _lock_file(path: Path, wait: bool = False) -> int:
 
 
 def _make_zero_file(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes on disk; nothing is left of it if that fails."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         written = 0
         while written < size:
             written += os.write(fd, _ZEROS[: min(len(_ZEROS), size - written)])
         os.fsync(fd)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     finally:
         os.close(fd)
 
