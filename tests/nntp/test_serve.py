@@ -66,7 +66,7 @@ def test_a_source_that_cannot_listen_leaves_nothing_running(
 ) -> None:
     with serve() as news:
         clash = replace(news.source.settings, port=news.port, store=tmp_path / "other-store")
-        with pytest.raises(SourceStartError, match="cannot listen on .*address already in use"):
+        with pytest.raises(SourceStartError, match=r"cannot listen on .*address already in use"):
             asyncio.run(start_sources(metabase_path, registry_with(), nntp=[clash]))
     assert [t.name for t in threading.enumerate() if "other-store" in t.name] == []
 
