@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import time
 from pathlib import Path
@@ -243,3 +244,25 @@ def test_a_message_in_hand_when_delivery_died_counts_a_crash(tmp_path: Path) -> 
     again.mark(crashed, "started")
     again.close()
     assert opened(tmp_path).crashes(crashed) == 2
+
+
+def test_a_full_disk_refuses_the_message_leaves_no_partial_segment_and_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 4096)
+    monkeypatch.setattr(Spool, "_make_spare", lambda self: None)  # no segment made ahead
+    spool = opened(tmp_path)
+    kept = accept(spool, b"Subject: fits\r\n\r\n" + b"k" * 3000 + b"\r\n")
+
+    def disk_full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as full:
+        full.setattr(spool_module.os, "write", disk_full)
+        full.setattr(spool_module.os, "pwrite", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            accept(spool, b"Subject: too much\r\n\r\n" + b"t" * 3000 + b"\r\n")
+    assert segments(tmp_path) == ["00000001.log"]  # no half-made segment left behind
+    later = accept(spool, b"Subject: later\r\n\r\n" + b"l" * 3000 + b"\r\n")
+    spool.close()
+    assert Spool(tmp_path).pending() == sorted([kept, later])
