@@ -61,6 +61,7 @@ class Delivery:
     async def stop(self, end: float) -> None:
         """Let the messages in hand finish until the loop time ``end``; the rest stays queued."""
         loop = asyncio.get_running_loop()
+        self.pipeline.stopping = True
         self.pipeline.cancel_retries()
         while self.pipeline.busy and loop.time() < end:
             await asyncio.sleep(0.05)

@@ -38,6 +38,9 @@ when the CPU is short, accepting mail comes first, and delivery takes whatever i
 idle machine, all of it)."""
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds before starting the process again after it ended unasked, growing each time."""
+HEALTHY_AFTER = 60.0
+"""Seconds after which a delivery process that ends counts as having run well: the next restart
+comes after the shortest delay again."""
 TICK_INTERVAL = 0.5
 """Seconds between looks at the metabase for binding changes while no event comes."""
 
@@ -114,11 +117,15 @@ class DeliveryProcess:
 
     async def _watch(self) -> None:
         """Start the process again whenever it ends without being asked to."""
+        loop = asyncio.get_running_loop()
         while True:
             assert self._process is not None
+            started = loop.time()
             code = await self._process.wait()
             if self._stopping:
                 return
+            if loop.time() - started > HEALTHY_AFTER:
+                self._restarts = 0  # it had been running well: not a crash loop
             delay = RESTART_DELAYS[min(self._restarts, len(RESTART_DELAYS) - 1)]
             self._restarts += 1
             log.error(

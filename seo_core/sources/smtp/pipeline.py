@@ -128,6 +128,8 @@ class Pipeline:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._delivering: set[asyncio.Future[None]] = set()
         self._suspects: list[str] = []
+        self.stopping = False
+        """Set when delivery stops: workers finish the message in hand and take no other."""
         self._suspects_done = asyncio.Event()
         self.working = 0
         self.idle = asyncio.Event()
@@ -165,7 +167,7 @@ class Pipeline:
         """
         spool = self.source.spool
         try:
-            while self._suspects:
+            while self._suspects and not self.stopping:
                 message_id = self._suspects.pop(0)
                 if spool.crashes(message_id) >= CRASH_LIMIT:
                     self._quarantine(message_id)
@@ -195,6 +197,8 @@ class Pipeline:
         await self._suspects_done.wait()
         while True:
             message_id = await self.queue.get()
+            if self.stopping:
+                return  # what is not in hand stays in the spool
             self._queued.discard(message_id)
             if message_id in self._active:
                 continue  # another worker has it in hand

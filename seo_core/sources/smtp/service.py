@@ -88,8 +88,9 @@ class SmtpSource:
             "smtp_listening",
             source=self.name,
             address=self.address,
-            resumed=resumed,
             delivery=self.settings.delivery,
+            # In a process of its own, delivery says what it resumed (smtp_delivery_ready).
+            **({"resumed": resumed} if isinstance(self.delivery, Delivery) else {}),
         )
 
     def deliver(self, envelope: Envelope, location: Location) -> None:
@@ -116,6 +117,7 @@ class SmtpSource:
         timeout = self.settings.shutdown_timeout if deadline is None else deadline
         if self._server is not None:
             self._server.close()
+        log.info("smtp_stopping", source=self.name, sessions=len(self.sessions), within=timeout)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while self.sessions and loop.time() < end:

@@ -539,10 +539,15 @@ def _with_state(envelope: Envelope, record: dict[str, Any]) -> Envelope:
 def _lock_file(path: Path, wait: bool = False) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(fd)
-        raise SpoolBusyError(f"the spool {path.parent} is in use by another process") from None
+        if not wait:
+            os.close(fd)
+            raise SpoolBusyError(f"the spool {path.parent} is in use by another process") from None
+        # An earlier delivery process still finishing its messages: they come first.
+        log.warning("smtp_spool_waiting", spool=str(path.parent), lock=path.name)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        log.info("smtp_spool_taken", spool=str(path.parent), lock=path.name)
     return fd
 
 
