@@ -141,6 +141,7 @@ class TestLoad:
             "retry_schedule": (1.0, 5.0, 30.0, 120.0, 600.0),
             "shutdown_timeout": 30.0,
             "delivery": "process",
+            "delivery_priority": "idle",
         }
         assert dict(nntp.settings) == {
             "listen": "[::1]:1119",

@@ -252,9 +252,8 @@ def test_delivery_runs_in_a_process_of_its_own_that_ends_with_the_server(
     wait_for(lambda: pid in logged_pids(server, "smtp_delivery_ready"))
     parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
     assert int(parent) == server.process.pid
-    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(
-        os.PRIO_PROCESS, server.process.pid
-    )
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # runs when nothing else wants the CPU
+    assert os.sched_getscheduler(server.process.pid) == os.SCHED_OTHER
     send(port, "erin@example.com", "via the delivery process")
     wait_for(lambda: maildir_files(folder / "mail", "erin@example.com"))
     assert server.stop() == 0
@@ -488,3 +487,23 @@ def test_a_second_server_on_the_same_spool_is_refused_in_one_line(
     assert "is in use by another process" in result.stderr
     assert "Traceback" not in result.stderr
     assert server.stop() == 0
+
+
+def test_delivery_priority_normal_runs_delivery_as_the_server(tmp_path: Path, seo_exe: str) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    config.write_text(
+        config.read_text().replace(
+            "shutdown_timeout = 10", 'shutdown_timeout = 10\ndelivery_priority = "normal"'
+        )
+    )
+    server = Server(seo_exe, config)
+    try:
+        (pid,) = delivery_pids(server)
+        wait_for(lambda: pid in logged_pids(server, "smtp_delivery_ready"))
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(
+            os.PRIO_PROCESS, server.process.pid
+        )
+    finally:
+        assert server.stop() == 0

@@ -155,6 +155,7 @@ SOURCE_KEYS: dict[str, dict[str, _Key]] = {
         "retry_schedule": _Key(_schedule, _const((1.0, 5.0, 30.0, 120.0, 600.0))),
         "shutdown_timeout": _Key(_positive_number, _const(30.0)),
         "delivery": _Key(_one_of("process", "inline"), _const("process")),
+        "delivery_priority": _Key(_one_of("idle", "low", "normal"), _const("idle")),
     },
     "nntp": {
         "listen": _Key(_listen, None),

@@ -32,10 +32,8 @@ from seo_core.sources.smtp.spool import Envelope, Location, Spool
 
 log = structlog.get_logger("seo.smtp")
 
-NICE = 19
-"""How much lower the delivery process's CPU priority is than the listener's: the lowest, so that
-when the CPU is short, accepting mail comes first, and delivery takes whatever is left (on an
-idle machine, all of it)."""
+NICE = {"idle": 19, "low": 10, "normal": 0}
+"""The delivery process's nice value for each ``delivery_priority``."""
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds before starting the process again after it ended unasked, growing each time."""
 HEALTHY_AFTER = 60.0
@@ -191,6 +189,20 @@ async def _tick(dispatcher: Any) -> None:
             log.warning("reload_failed", source=dispatcher.source, error=str(exc))
 
 
+def _lower_priority(priority: str) -> None:
+    """Give the delivery process the CPU priority the source's settings ask for.
+
+    ``idle`` (the default): Linux's SCHED_IDLE, the policy for background work, which runs on
+    the cycles nothing else wants, so that accepting mail always comes first and delivery takes
+    the rest (on an idle machine, all of it); ``low`` and ``normal``: nice 10 and 0.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(NICE.get(priority, 0))
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
 def main(argv: list[str]) -> int:
     from seo_core.cli.logs import configure_logging
     from seo_core.sources import event_loop
@@ -202,8 +214,7 @@ def main(argv: list[str]) -> int:
     # terminal's Ctrl-C or a service manager's SIGTERM reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(NICE)
+    _lower_priority(spec["settings"].get("delivery_priority", "idle"))
     event_loop.run(_serve(spec))
     return 0
 

@@ -34,6 +34,7 @@ class SmtpSettings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     delivery: str = "process"
+    delivery_priority: str = "idle"
 
     @property
     def address(self) -> str:
@@ -60,6 +61,7 @@ class SmtpSettings:
             ),
             shutdown_timeout=float(settings.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
             delivery=str(settings.get("delivery", "process")),
+            delivery_priority=str(settings.get("delivery_priority", "idle")),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class SmtpSettings:
             "retry_schedule": list(self.retry_schedule),
             "shutdown_timeout": self.shutdown_timeout,
             "delivery": self.delivery,
+            "delivery_priority": self.delivery_priority,
         }
 
 
