@@ -306,6 +306,23 @@ def test_the_server_runs_on_uvloop_unless_told_to_use_asyncio(
         assert plain.stop() == 0
 
 
+def add_script_store_driver(config: Path, script: str, code: str) -> None:
+    """Bind a script (the ``script`` sink) to StoreDriver after the mailbox, in ``config``."""
+    (config.parent / script).write_text(code)
+    config.write_text(
+        config.read_text()
+        + f"""
+[[bindings]]
+source = "smtp/1"
+event = "StoreDriver"
+name = "After the mailbox: {script}"
+sink = "script"
+priority = "PRIO_LOWEST"
+sink_properties = {{ ScriptName = "{script}", AllowedDir = "." }}
+"""
+    )
+
+
 POISON = """
 import os
 
@@ -320,20 +337,8 @@ def test_a_message_that_crashes_delivery_goes_to_badmail_and_is_stored_once(
     tmp_path: Path, seo_exe: str
 ) -> None:
     port = free_port()
-    (tmp_path / "poison.py").write_text(POISON)
     config = write_config(tmp_path, port)
-    config.write_text(
-        config.read_text()
-        + """
-[[bindings]]
-source = "smtp/1"
-event = "StoreDriver"
-name = "After the mailbox"
-sink = "script"
-priority = "PRIO_LOWEST"
-sink_properties = { ScriptName = "poison.py", AllowedDir = "." }
-"""
-    )
+    add_script_store_driver(config, "poison.py", POISON)
     server = Server(seo_exe, config)
     try:
         send(port, "hal@example.com", "poison")
@@ -371,21 +376,9 @@ def test_stopping_with_a_backlog_delivers_each_message_once_over_two_runs(
     tmp_path: Path, seo_exe: str
 ) -> None:
     port = free_port()
-    (tmp_path / "slow.py").write_text(SLOW_STORE)
     config = write_config(tmp_path, port)
-    text = config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 1")
-    config.write_text(
-        text
-        + """
-[[bindings]]
-source = "smtp/1"
-event = "StoreDriver"
-name = "Slow"
-sink = "script"
-priority = "PRIO_LOWEST"
-sink_properties = { ScriptName = "slow.py", AllowedDir = "." }
-"""
-    )
+    config.write_text(config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 1"))
+    add_script_store_driver(config, "slow.py", SLOW_STORE)
     server = Server(seo_exe, config)
     subjects = [f"backlog {n}" for n in range(30)]
     with smtplib.SMTP("127.0.0.1", port) as client:
