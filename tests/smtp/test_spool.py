@@ -266,3 +266,74 @@ def test_a_full_disk_refuses_the_message_leaves_no_partial_segment_and_passes(
     later = accept(spool, b"Subject: later\r\n\r\n" + b"l" * 3000 + b"\r\n")
     spool.close()
     assert Spool(tmp_path).pending() == sorted([kept, later])
+
+
+def short_writes_then_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write from now on puts down a few bytes, then finds the disk full (as a real one
+    does when its last block runs out in the middle of a line)."""
+    real_write = spool_module.os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if getattr(write, "wrote", False):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write.wrote = True  # type: ignore[attr-defined]
+        return real_write(fd, bytes(data[:5]))
+
+    monkeypatch.setattr(spool_module.os, "write", write)
+
+
+def test_a_state_line_cut_short_by_a_full_disk_is_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    message = accept(spool, b"Subject: s\r\n\r\ns\r\n")
+    state, _ = spool.load(message)
+    state.attempts = 1
+    with monkeypatch.context() as full:
+        short_writes_then_full(full)
+        with pytest.raises(OSError, match="No space left"):
+            spool.update(state)
+    state.attempts = 2
+    spool.update(state)  # room again: the line starts on a line of its own
+    spool.close()
+    lines = (tmp_path / "journal" / "00000001.state").read_bytes().splitlines()
+    assert [json.loads(line)["attempts"] for line in lines] == [2]
+    loaded, _ = opened(tmp_path).load(message)
+    assert loaded.attempts == 2
+
+
+def test_a_message_not_set_aside_for_a_full_disk_leaves_no_badmail_and_stays_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    message = accept(spool, b"Subject: b\r\n\r\n" + b"b" * 1000 + b"\r\n")
+    state, content = spool.load(message)
+    state.reason = "no mailbox would take it"
+    with monkeypatch.context() as full:
+        short_writes_then_full(full)
+        with pytest.raises(OSError, match="No space left"):
+            spool.to_badmail(state, content)
+    assert list((tmp_path / "badmail").iterdir()) == []
+    assert message in spool.pending()
+    spool.to_badmail(state, content)
+    assert sorted(p.name for p in (tmp_path / "badmail").iterdir()) == [
+        f"{message}.eml",
+        f"{message}.json",
+    ]
+    assert message not in spool.pending()
+
+
+def test_a_done_record_the_disk_had_no_room_for_is_written_with_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = opened(tmp_path)
+    first = accept(spool, b"Subject: 1\r\n\r\n1\r\n")
+    second = accept(spool, b"Subject: 2\r\n\r\n2\r\n")
+    with monkeypatch.context() as full:
+        short_writes_then_full(full)
+        with pytest.raises(OSError, match="No space left"):
+            spool.finish(first)
+    assert first not in spool.pending()  # this process never takes it again
+    spool.finish(second)
+    spool.close()
+    assert opened(tmp_path).pending() == []

@@ -128,6 +128,8 @@ class Pipeline:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._delivering: set[asyncio.Future[None]] = set()
         self._suspects: list[str] = []
+        self._troubles: dict[str, int] = {}
+        """Errors outside the sinks per message, for how long to wait before the next try."""
         self.stopping = False
         """Set when delivery stops: workers finish the message in hand and take no other."""
         self._suspects_done = asyncio.Event()
@@ -208,22 +210,39 @@ class Pipeline:
         self._active.add(message_id)
         self.working += 1
         spool = self.source.spool
-        spool.mark(message_id, "started")  # if the process dies now, the next one knows
         try:
+            spool.mark(message_id, "started")  # if the process dies now, the next one knows
             await self.process(message_id)
-        except Exception as exc:  # a bug here must not stop the queue
-            log.exception(
-                "smtp_pipeline_error",
-                source=self.source.name,
-                message_id=message_id,
-                error=str(exc),
-            )
+        except Exception as exc:  # a full disk, or a bug: the queue must go on
+            self._try_again_later(message_id, exc)
         finally:
             spool.mark(message_id, "ended")
             self._active.discard(message_id)
             self.working -= 1
             if self.queue.empty() and not self.working and not self._suspects:
                 self.idle.set()
+
+    def _try_again_later(self, message_id: str, exc: Exception) -> None:
+        """After an error outside the sinks (say the spool's disk is full), the message stays
+        queued and is taken again later, on the retry schedule, for as long as it fails."""
+        if self.stopping or not self.source.spool.holds(message_id):
+            retry_in = None  # finished, or left for the next start
+        else:
+            schedule = self.source.settings.retry_schedule
+            troubles = self._troubles.get(message_id, 0)
+            self._troubles[message_id] = troubles + 1
+            retry_in = schedule[min(troubles, len(schedule) - 1)]
+            self._retries[message_id] = asyncio.get_running_loop().call_later(
+                retry_in, self.enqueue, message_id
+            )
+        log.error(
+            "smtp_pipeline_error",
+            source=self.source.name,
+            message_id=message_id,
+            error=f"{type(exc).__name__}: {exc}",
+            retry_in=retry_in,
+            exc_info=not isinstance(exc, OSError),  # a bug needs its traceback, a disk does not
+        )
 
     @property
     def busy(self) -> bool:
@@ -442,6 +461,7 @@ class Pipeline:
         path = await asyncio.get_running_loop().run_in_executor(
             None, self.source.spool.to_badmail, envelope, data
         )
+        self._troubles.pop(envelope.id, None)
         log.warning(
             "smtp_message_badmail",
             source=self.source.name,
@@ -452,6 +472,7 @@ class Pipeline:
         await self._track(envelope, Content(data), "badmail", detail=envelope.reason)
 
     async def _finish(self, message_id: str) -> None:
+        self._troubles.pop(message_id, None)
         finishes = self.source.finishes
         if finishes is None:
             self.source.spool.finish(message_id)

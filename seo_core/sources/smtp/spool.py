@@ -193,6 +193,8 @@ class Spool:
         self._scanned: dict[int, int] = {}
         self._newest = 0
         self._state_fds: dict[int, int] = {}
+        self._unrecorded: list[tuple[int, str]] = []
+        """(segment, message id) of finished messages whose ``done`` record is not written yet."""
         self._locks: list[int] = []
 
     # -- the journal writer ----------------------------------------------------------------
@@ -287,6 +289,8 @@ class Spool:
         """Take the queue's lock (waiting for an earlier owner to finish), and read the spool."""
         self._prepare_folders()
         self._locks.append(_lock_file(self.root / "queue.lock", wait=True))
+        for part in self.badmail.glob(".*.part"):
+            part.unlink()  # a badmail pair half-written when delivery died: still queued
         with self._lock:
             entries = self._scan()
             self._live = Counter(entry.location.segment for entry in entries.values())
@@ -340,6 +344,11 @@ class Spool:
             entries = self._scan() if self._entries is None else self._entries
             return sorted(entries)
 
+    def holds(self, message_id: str) -> bool:
+        """True while the message is queued (not finished, nor set aside)."""
+        with self._lock:
+            return message_id in self._queue()
+
     def load(self, message_id: str) -> tuple[Envelope, bytes]:
         """A queued message's envelope (a copy: record changes with :meth:`update`) and content.
 
@@ -368,14 +377,23 @@ class Spool:
         """Note that delivery took the message in hand (``started``) or let go (``ended``).
 
         Written without a flush: the note must outlive the process, not the machine. A message
-        started more often than ended was in hand when delivery died.
+        started more often than ended was in hand when delivery died. The note is a hint for
+        telling crashes apart, so a full disk skips it rather than stop delivery.
         """
         with self._lock:
             entry = self._queue().get(message_id)
             if entry is None:
                 return
             segment = entry.location.segment
-        self._append_states({segment: [{"id": message_id, step: True}]}, flush=False)
+        try:
+            self._append_states({segment: [{"id": message_id, step: True}]}, flush=False)
+        except OSError as exc:
+            log.warning(
+                "smtp_spool_mark_failed",
+                spool=str(self.root),
+                message_id=message_id,
+                error=str(exc),
+            )
 
     def update(self, envelope: Envelope) -> None:
         """Record the envelope's new delivery state durably."""
@@ -393,25 +411,51 @@ class Spool:
         self.finish_group([message_id])
 
     def finish_group(self, message_ids: list[str]) -> None:
-        """Take finished messages out of the queue, with one flush per segment."""
+        """Take finished messages out of the queue, with one flush per segment.
+
+        They leave the queue at once, even when their record cannot be written (a full disk):
+        this process never takes them again, and the record is written with the next group.
+        """
         entries = self._queue()
-        records: dict[int, list[dict[str, Any]]] = {}
         with self._lock:
             for message_id in message_ids:
                 entry = entries.pop(message_id, None)
                 if entry is not None:
-                    segment = entry.location.segment
-                    records.setdefault(segment, []).append({"id": message_id, "done": True})
-                    self._live[segment] -= 1
-        self._append_states(records)
+                    self._unrecorded.append((entry.location.segment, message_id))
+            unrecorded, self._unrecorded = self._unrecorded, []
+        records: dict[int, list[dict[str, Any]]] = {}
+        for segment, message_id in unrecorded:
+            records.setdefault(segment, []).append({"id": message_id, "done": True})
+        try:
+            self._append_states(records)
+        except OSError:
+            with self._lock:
+                self._unrecorded[:0] = unrecorded
+            raise
+        with self._lock:
+            for segment, _ in unrecorded:
+                self._live[segment] -= 1
         for segment in records:
             self._retire(segment)
 
     def to_badmail(self, envelope: Envelope, content: bytes) -> Path:
-        """Keep a message aside with its reason, then take it out of the queue."""
-        for suffix, data in ((".eml", content), (".json", envelope.to_json())):
-            _write_durably(self.badmail / f"{envelope.id}{suffix}", data)
-        _fsync_folder(self.badmail)
+        """Keep a message aside with its reason, then take it out of the queue.
+
+        Both files are written under temporary names first, so ``badmail/`` only ever holds
+        whole pairs; if that fails (a full disk), nothing is left and the message stays queued.
+        """
+        files = ((".eml", content), (".json", envelope.to_json()))
+        parts = [self.badmail / f".{envelope.id}{suffix}.part" for suffix, _ in files]
+        try:
+            for part, (_, data) in zip(parts, files, strict=True):
+                _write_durably(part, data)
+            for part, (suffix, _) in zip(parts, files, strict=True):
+                os.replace(part, self.badmail / f"{envelope.id}{suffix}")
+            _fsync_folder(self.badmail)
+        except OSError:
+            for part in parts:
+                part.unlink(missing_ok=True)
+            raise
         self.finish(envelope.id)
         return self.badmail / f"{envelope.id}.eml"
 
@@ -491,7 +535,14 @@ class Spool:
                     _fsync_folder(self.journal)
                     self._state_fds[segment] = fd
                 text = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in lines)
-                _write_all(fd, text)
+                end = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, text)
+                except OSError:
+                    # Take back a part-written line, so the next line starts on its own.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, end)
+                    raise
                 written.append(fd)
             for fd in written if flush else ():
                 os.fdatasync(fd)
