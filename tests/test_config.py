@@ -148,6 +148,7 @@ class TestLoad:
             "hostname": default_hostname(),
             "store": folder / "var/news/nntp-2",
             "groups": (),
+            "moderated": (),
             "max_article_size": 1_048_576,
         }
 
@@ -867,3 +868,15 @@ def test_config_records_keep_the_file_and_origin(config_file: Path) -> None:
     config = load_config(config_file)
     assert isinstance(config, Config)
     assert config.origin == f"config:{config_file}"
+
+
+def test_the_example_config_marks_local_announce_moderated() -> None:
+    """examples/seo.toml moderates local.announce with a binding, and says so in LIST ACTIVE."""
+    from seo_core.sources.nntp.settings import NntpSettings
+
+    config = load_config(Path(__file__).parent.parent / "examples" / "seo.toml")
+    news = NntpSettings.from_mapping("nntp/1", config.sources["nntp/1"].settings)
+    assert news.moderated == {"local.announce"}
+    assert news.groups == ("local.test", "local.announce")
+    (moderation,) = [b for b in config.bindings if b.display_name == "Moderate local.announce"]
+    assert moderation.source_properties["Rule"] == "newsgroups=local.announce"

@@ -433,3 +433,73 @@ class TestSinks:
         with pytest.raises(ConfigFileError, match="does not handle StoreDriver of smtp sources"):
             apply_config(load_config(config_file), metabase, registry)
         assert metabase.bindings() == []
+
+
+SHARED = """
+[sources."smtp/1"]
+listen = "127.0.0.1:2525"
+spool = "var/spool"
+
+[sources."smtp/2"]
+listen = "127.0.0.2:2525"
+spool = "var/spool/"  # smtp/2
+
+[sources."smtp/3"]
+listen = "[::1]:2526"
+
+[sources."nntp/1"]
+listen = "[::]:2526"  # nntp/1
+
+[sources."nntp/2"]
+listen = "localhost:2527"
+
+[sources."nntp/3"]
+listen = "LOCALHOST.:2527"  # nntp/3
+"""
+
+
+def test_sources_may_not_share_a_spool_or_an_address(tmp_path: Path, populated: Path) -> None:
+    """Each clash is named once, at the later source, naming the earlier one and its line; two
+    addresses on one port are fine. Nothing is written."""
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(SHARED, encoding="utf-8")
+    before = populated.read_bytes()
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines() == [
+        f'seo: error: {config_file}:{line_of(SHARED, "# smtp/2")}: sources."smtp/2": spool: '
+        f'{tmp_path}/var/spool is also the spool of sources."smtp/1" (line 4); '
+        "each source needs a folder of its own",
+        f'seo: error: {config_file}:{line_of(SHARED, "# nntp/1")}: sources."nntp/1": listen: '
+        '[::]:2526 clashes with sources."smtp/3", which listens on [::1]:2526 (line 11); '
+        "each source needs an address of its own",
+        f'seo: error: {config_file}:{line_of(SHARED, "# nntp/3")}: sources."nntp/3": listen: '
+        'LOCALHOST.:2527 clashes with sources."nntp/2", which listens on localhost:2527 '
+        "(line 17); each source needs an address of its own",
+    ]
+    assert populated.read_bytes() == before
+
+
+def test_moderated_groups_must_be_groups_the_source_carries(
+    tmp_path: Path, populated: Path
+) -> None:
+    text = (
+        '[sources."nntp/1"]\nlisten = "127.0.0.1:1119"\ngroups = ["local.test", "local.announce"]\n'
+        'moderated = ["local.anounce", "local.test"]\n'
+    )
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f'seo: error: {config_file}:4: sources."nntp/1": moderated: '
+        "'local.anounce' is not in groups\n"
+    )
+    config_file.write_text(text.replace("moderated = [", "moderated = 1 # ["), encoding="utf-8")
+    with pytest.raises(ConfigFileError, match="moderated: must be a list of strings"):
+        load_config(config_file)

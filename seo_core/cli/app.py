@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from seo_core.errors import SeoError
+from seo_core.errors import ConfigError, SeoError
 
 if TYPE_CHECKING:
     from seo_core.config import Config
@@ -65,7 +65,14 @@ class State:
         """
         path = self.metabase_path_for(config)
         if config.metabase is not None and path == config.metabase:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                line = config.locator.top("metabase")
+                raise ConfigError(
+                    f"{config.path}:{line}" if line else str(config.path),
+                    f"metabase {path}: {_cannot_make_folder(path.parent, exc)}",
+                ) from exc
         return path
 
     def open_metabase(self, *, create: bool = True) -> Metabase:
@@ -86,6 +93,17 @@ class State:
 
             self._registry = SinkRegistry.discover()
         return self._registry
+
+
+def _cannot_make_folder(folder: Path, exc: OSError) -> str:
+    """Why ``folder`` could not be made, naming the part of its path at fault."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and existing.is_file():
+        if existing == folder:
+            return f"{folder} is a file, not a folder"
+        return f"cannot create its folder {folder}: {existing} is a file, not a folder"
+    where = exc.filename if exc.filename is not None else folder
+    return f"cannot create its folder {where}: {exc.strerror or exc}"
 
 
 pass_state = click.make_pass_decorator(State)

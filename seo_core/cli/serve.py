@@ -47,12 +47,9 @@ def serve(state: State, config_path: Path | None) -> None:
     else:
         from seo_core.config import apply_config, load_config
 
+        # Everything that can refuse the file does so before the metabase is touched; a source
+        # that then fails to start (its port taken) leaves the file applied, as `config apply`.
         config = load_config(config_path)
-        metabase_path = state.prepare_metabase_for(config)
-        with state.open_metabase_at(metabase_path) as metabase:
-            changes = apply_config(config, metabase, state.registry)
-        changed = [c for c in changes if c.action != "unchanged"]
-        click.echo(f"applied {config.path}: {len(changed)} change(s)")
         smtp = [
             SmtpSettings.from_mapping(name, source.settings)
             for name, source in sorted(config.sources.items())
@@ -63,8 +60,13 @@ def serve(state: State, config_path: Path | None) -> None:
             for name, source in sorted(config.sources.items())
             if source.type == "nntp"
         ]
-    if not smtp and not nntp:
-        raise click.UsageError("the config file declares no smtp or nntp source to run")
+        if not smtp and not nntp:
+            raise click.UsageError("the config file declares no smtp or nntp source to run")
+        metabase_path = state.prepare_metabase_for(config)
+        with state.open_metabase_at(metabase_path) as metabase:
+            changes = apply_config(config, metabase, state.registry)
+        changed = [c for c in changes if c.action != "unchanged"]
+        click.echo(f"applied {config.path}: {len(changed)} change(s)")
 
     from seo_core.sources import event_loop
 

@@ -9,6 +9,8 @@ file, the line, the binding by its name and the key at fault.
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import operator
 import os
 import re
 import tomllib
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 from seo_core.catalog import parse_source
 from seo_core.config.locate import Locator, Problems, unknown_key
 from seo_core.config.model import Config, SourceSettings, origin_for
-from seo_core.config.settings import SOURCE_KEYS, absolute, read_settings
+from seo_core.config.settings import SOURCE_KEYS, absolute, parse_listen, read_settings
 from seo_core.errors import (
     ConfigError,
     ConfigFileError,
@@ -234,7 +236,60 @@ def _sources(
             name, known, file.parent, require_listen=require_listen, report=report
         )
         found[str(name)] = SourceSettings(str(name), name.type, settings)
+    _refuse_shared_places(found, written, locator, problems)
     return found
+
+
+def _refuse_shared_places(
+    found: Mapping[str, SourceSettings],
+    raws: Mapping[str, str],
+    locator: Locator,
+    problems: Problems,
+) -> None:
+    """Two sources may not share a spool folder (one server at a time holds a spool) nor a listen
+    address (the second could not listen): said here, naming both, before anything is written,
+    rather than by the second source failing to start once the metabase was changed."""
+    seen: list[tuple[str, str, Any]] = []
+    for name, source in found.items():
+        for key in ("spool", "listen"):
+            value = source.settings.get(key)
+            if value is None:
+                continue
+            same = _same_socket if key == "listen" else operator.eq
+            first = next((n for k, n, v in seen if k == key and same(v, value)), None)
+            seen.append((key, name, value))
+            if first is None:
+                continue
+            other = f"sources.{_quote(raws[first])}"
+            line = locator.source(raws[first], key)
+            where = f" (line {line})" if line else ""
+            if key == "spool":
+                reason = (
+                    f"spool: {value} is also the spool of {other}{where}; "
+                    "each source needs a folder of its own"
+                )
+            else:
+                theirs = found[first].settings["listen"]
+                reason = (
+                    f"listen: {value} clashes with {other}, which listens on {theirs}{where}; "
+                    "each source needs an address of its own"
+                )
+            problems.add(locator.source(raws[name], key), f"sources.{_quote(raws[name])}", reason)
+
+
+def _same_socket(one: str, other: str) -> bool:
+    """Whether two listen addresses clash: the same host and port, or the same port and the
+    wildcard of the other's family (a server on 0.0.0.0:25 takes 127.0.0.1:25 too)."""
+    (host, port), (other_host, other_port) = parse_listen(one), parse_listen(other)
+    if port != other_port:
+        return False
+    try:
+        ip, other_ip = ipaddress.ip_address(host), ipaddress.ip_address(other_host)
+    except ValueError:
+        return host.lower().rstrip(".") == other_host.lower().rstrip(".")
+    if ip == other_ip:
+        return True
+    return ip.version == other_ip.version and (ip.is_unspecified or other_ip.is_unspecified)
 
 
 def _bindings(value: object, file: Path, locator: Locator, problems: Problems) -> list[BindingSpec]:

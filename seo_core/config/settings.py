@@ -162,6 +162,7 @@ SOURCE_KEYS: dict[str, dict[str, _Key]] = {
         "hostname": _Key(_text, _hostname),
         "store": _Key(_path, _in_folder("var/news/nntp-{n}")),
         "groups": _Key(_texts, _const(())),
+        "moderated": _Key(_texts, _const(())),
         "max_article_size": _Key(_positive_int, _const(1_048_576)),
     },
 }
@@ -196,4 +197,10 @@ def read_settings(
                 read[key] = spec.default(ctx, read)
         elif require_listen or key != "listen":
             report(key, f"{key}: required key is missing")
+    if "moderated" in read and "groups" in read:
+        carried = {group.strip() for group in read["groups"]}
+        stray = [repr(group) for group in read["moderated"] if group.strip() not in carried]
+        if stray:
+            verb = "is" if len(stray) == 1 else "are"
+            report("moderated", f"moderated: {', '.join(stray)} {verb} not in groups")
     return MappingProxyType(read)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import socket
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +17,13 @@ import structlog
 from seo_core.dispatcher import Dispatcher
 from seo_core.errors import SourceStartError
 from seo_core.metabase import Metabase
+from seo_core.sources.nntp import store as nntp_store
 from seo_core.sources.nntp.service import NntpSource
 from seo_core.sources.nntp.settings import NntpSettings
+from seo_core.sources.smtp import delivery_process, spool
 from seo_core.sources.smtp.service import SmtpSource
 from seo_core.sources.smtp.settings import SmtpSettings
-from seo_core.sources.smtp.spool import SpoolBusyError
+from seo_core.sources.smtp.spool import SEGMENT_BYTES, SpoolBusyError
 
 if TYPE_CHECKING:
     from seo_core.registry import SinkRegistry
@@ -28,6 +32,12 @@ log = structlog.get_logger("seo.serve")
 
 RELOAD_INTERVAL = 0.5
 """Seconds between looks at the metabase while no event happens."""
+
+JOURNAL_SPACE = (
+    f"the journal needs {2 * SEGMENT_BYTES // 2**20} MiB free: "
+    f"a {SEGMENT_BYTES // 2**20} MiB segment, and the next one, made ahead"
+)
+"""What a full disk under an SMTP spool is told: the space its journal takes (docs/config.md)."""
 
 
 @dataclass(slots=True)
@@ -95,15 +105,38 @@ async def _start(source: SmtpSource | NntpSource) -> None:
 
 
 def _reason(source: SmtpSource | NntpSource, exc: OSError) -> str:
-    """What went wrong, in words an administrator can act on."""
+    """What went wrong, in words an administrator can act on.
+
+    A source's ``start()`` opens its folder, starts its delivery and listens, and each step
+    fails with a plain ``OSError``: a full disk carries no file name, any more than a taken
+    port does. So the step is told by where the error was raised, and only an error that no
+    other step raised is about listening.
+    """
     if isinstance(exc, SpoolBusyError):
         return str(exc)
     if isinstance(exc, socket.gaierror):
         return f"cannot listen on {source.settings.address}: the host name does not resolve"
-    if not exc.filename:
-        return f"cannot listen on {source.settings.address}: {exc.strerror or exc}"
-    folder = source.settings.spool if isinstance(source, SmtpSource) else source.settings.store
-    return f"cannot use {folder}: {exc.strerror or exc} ({exc.filename})"
+    text = str(exc.strerror or exc)
+    if _raised_in(exc, delivery_process.__name__):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"cannot start its delivery process: {text}{where}"
+    storage = spool.__name__ if isinstance(source, SmtpSource) else nntp_store.__name__
+    if exc.filename or _raised_in(exc, storage):
+        folder = source.settings.spool if isinstance(source, SmtpSource) else source.settings.store
+        notes = [str(exc.filename)] if exc.filename else []
+        if exc.errno == errno.ENOSPC and isinstance(source, SmtpSource):
+            notes.append(JOURNAL_SPACE)
+        return f"cannot use {folder}: {text}" + (f" ({'; '.join(notes)})" if notes else "")
+    return f"cannot listen on {source.settings.address}: {text}"
+
+
+def _raised_in(exc: BaseException, module: str) -> bool:
+    """Whether ``exc`` came from code of ``module`` (also in a worker thread: an executor's
+    future raises the exception with the traceback it was raised with)."""
+    return any(
+        frame.f_globals.get("__name__") == module
+        for frame, _line in traceback.walk_tb(exc.__traceback__)
+    )
 
 
 async def _watch(running: Running) -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from seo_core.testing import RunningNntp
-from tests.nntp.conftest import Dialogue, article, connect, nntplib, post
+from tests.nntp.conftest import Dialogue, Serve, article, connect, nntplib, post
 
 
 def _message_id(reply: str) -> str:
@@ -268,3 +268,14 @@ def test_malformed_posts_are_refused(news: RunningNntp, headers: bytes, reason: 
         talk.send(headers + b"\r\nbody\r\n.\r\n")
         assert talk.line().startswith(reason)
         assert talk.command(b"DATE").startswith(b"111 ")
+
+
+def test_list_active_shows_the_moderated_groups_as_m(serve: Serve) -> None:
+    """RFC 3977, 7.6.3: ``y`` posting allowed, ``m`` moderated (the ``moderated`` setting)."""
+    with serve(moderated=["local.announce"]) as news, Dialogue(news.port) as talk:
+        assert talk.command(b"LIST ACTIVE") == b"215 list of newsgroups follows"
+        assert talk.block() == [b"local.test 0 1 y", b"local.announce 0 1 m"]
+        assert talk.command(b"LIST") == b"215 list of newsgroups follows"
+        assert talk.block() == [b"local.test 0 1 y", b"local.announce 0 1 m"]
+        assert talk.command(b"LIST ACTIVE *.announce") == b"215 list of newsgroups follows"
+        assert talk.block() == [b"local.announce 0 1 m"]

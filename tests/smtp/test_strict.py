@@ -17,7 +17,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from seo_core.metabase import BindingSpec, Metabase
-from seo_core.sdk import MessageEvent, hookimpl
+from seo_core.sdk import CommandEvent, MessageEvent, hookimpl
 from seo_core.testing import RunningSmtp, running_smtp
 from tests.smtp.conftest import delivered, registry_with
 
@@ -311,3 +311,60 @@ def test_clients_resetting_mid_data(server: RunningSmtp, caplog: pytest.LogCaptu
     assert server.server.call(tasks()) <= task_count
     assert _open_fds() <= fds + 2
     assert current < 2_000_000
+
+
+class AcceptRecipients:
+    """OnInboundCommand: answers every RCPT with 250, as a sink that allows relaying would."""
+
+    @hookimpl
+    def smtp_on_inbound_command(self, event: CommandEvent) -> None:
+        if event.command == "RCPT":
+            event.reply(250, "2.1.5 accepted by policy")
+
+
+NULL_RECIPIENT = b"501 5.1.3 Bad recipient address syntax: <> is not a mailbox"
+
+
+@pytest.mark.parametrize("accepting_sink", [False, True], ids=["local-only", "sink-accepts-rcpt"])
+def test_the_null_path_is_no_recipient_whatever_a_sink_says(
+    metabase_path: Path,
+    metabase: Metabase,
+    bound_store: str,
+    arrivals_bound: str,
+    mailboxes: Path,
+    tmp_path: Path,
+    accepting_sink: bool,
+) -> None:
+    """``<>`` is a reverse-path only (RFC 5321, 4.1.1.3): RCPT TO:<> is a syntax error, not a
+    relaying question, and no message event ever sees it."""
+    if accepting_sink:
+        metabase.add_binding(
+            BindingSpec("smtp/1", "OnInboundCommand", "test-accept", display_name="Relay")
+        )
+    registry = registry_with(**{"test-arrivals": Arrivals, "test-accept": AcceptRecipients})
+    with running_smtp(metabase_path, registry, spool=tmp_path / "spool") as smtp:
+        talk = Dialogue(smtp.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+        assert talk.command(b"RCPT TO:<>") == NULL_RECIPIENT
+        assert talk.command(b"RCPT TO: <>") == NULL_RECIPIENT
+        assert talk.command(b"DATA") == b"503 Error: need RCPT command"
+        assert talk.command(b"RCPT TO:<bob@example.com>").startswith(b"250")
+        assert talk.command(b"DATA").startswith(b"354")
+        talk.send(b"Subject: x\r\n\r\nhello\r\n.\r\n")
+        assert talk.reply().startswith(b"250")
+        talk.close()
+        smtp.wait_idle()
+    assert [event.recipients for event in ARRIVED] == [["bob@example.com"]]
+    assert len(delivered(mailboxes, "bob@example.com")) == 1
+
+
+def test_help_lists_only_the_commands_ehlo_offers(server: RunningSmtp) -> None:
+    """AUTH needs TLS here, so EHLO does not offer it, and neither does HELP."""
+    talk = Dialogue(server.port)
+    assert b"AUTH" not in talk.command(b"EHLO client.test")
+    supported = b"Supported commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY"
+    assert talk.command(b"HELP") == b"250 " + supported
+    assert talk.command(b"HELP AUTH") == b"501 " + supported
+    assert talk.command(b"HELP RCPT") == b"250 Syntax: RCPT TO: <address> [SP <mail-parameters>]"
+    talk.close()

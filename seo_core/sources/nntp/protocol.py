@@ -267,7 +267,10 @@ class NntpSession:
         names = [g for g in self.source.settings.groups if pattern is None or wildmat(pattern, g)]
         groups = await store.call(store.groups, names)
         if keyword == "ACTIVE":
-            lines = [f"{g.name} {g.high} {g.low} y" for g in groups]
+            moderated = self.source.settings.moderated
+            lines = [
+                f"{g.name} {g.high} {g.low} {'m' if g.name in moderated else 'y'}" for g in groups
+            ]
             await self.send_lines("215 list of newsgroups follows", lines)
         else:
             lines = [f"{g.name}\t{NO_DESCRIPTION}" for g in groups]

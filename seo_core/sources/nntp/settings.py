@@ -25,6 +25,9 @@ class NntpSettings:
     """The name in the greeting, in ``Path:`` and ``Xref:``, and in generated Message-IDs."""
     store: Path
     groups: tuple[str, ...] = ()
+    moderated: frozenset[str] = frozenset()
+    """Groups of ``groups`` that LIST ACTIVE reports as moderated (``m``); the moderating
+    itself is a sink's, bound to OnPostEarly."""
     max_article_size: int = DEFAULT_MAX_ARTICLE_SIZE
     """Bytes of article a client may send (after dot-stuffing is undone); more gets 441."""
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
@@ -50,6 +53,7 @@ class NntpSettings:
             hostname=str(settings.get("hostname") or default_hostname()),
             store=Path(settings.get("store") or f"var/news/nntp-{instance}"),
             groups=tuple(dict.fromkeys(g for g in groups if g)),
+            moderated=frozenset(str(g).strip() for g in settings.get("moderated") or ()),
             max_article_size=int(settings.get("max_article_size", DEFAULT_MAX_ARTICLE_SIZE)),
             shutdown_timeout=float(settings.get("shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)),
             idle_timeout=float(settings.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)),

@@ -8,7 +8,8 @@ aiosmtpd parses the dialogue; this subclass puts the events around it:
 - every reply passes through :meth:`SeoSMTP.push`, which fires OnServerResponse (a sink may
   rewrite it).
 
-It also enforces what aiosmtpd leaves open: invalid UTF-8 in a command is a syntax error, and an
+It also enforces what aiosmtpd leaves open: invalid UTF-8 in a command is a syntax error, the
+null path ``<>`` is refused as a recipient, HELP lists AUTH only when EHLO offers it, and an
 AUTH command's initial response (a credential) never reaches an event or a log.
 """
 
@@ -44,6 +45,9 @@ _ENHANCED = {
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*")
 """``<local@domain>``, both dot-atoms in ASCII, then the parameters: nearly every address."""
+
+NULL_RECIPIENT = "501 5.1.3 Bad recipient address syntax: <> is not a mailbox"
+"""The reply to ``RCPT TO:<>``: the null path is a reverse-path only (RFC 5321, 4.1.1.3)."""
 
 _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)", re.IGNORECASE)
 _REPLY = re.compile(r"^(\d{3})([ -]?)(.*)$", re.DOTALL)
@@ -240,6 +244,27 @@ class SeoSMTP(SMTP):
         if limit and len(address.rpartition("@")[0]) > limit:
             return None, None
         return address, rest
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # aiosmtpd parses ``RCPT TO:<>`` as the address "<>" and hands it to the handler, which
+        # would call it a domain that is not local (or, after a sink accepted the command, take
+        # it as a recipient). It is a syntax error whatever a sink said, so the reply is not
+        # replaced by a sink's either.
+        if command == "RCPT" and args and args[0] == "<>":
+            self.state.override = None
+            return NULL_RECIPIENT
+        return await super()._call_handler_hook(command, *args)
+
+    def _syntax_available(self, method: Callable[..., Any]) -> bool:
+        # HELP lists AUTH only when EHLO advertises it (no TLS here, and AUTH requires it).
+        if getattr(method, "__name__", "") == "smtp_AUTH" and not self._auth_offered():
+            return False
+        available: bool = super()._syntax_available(method)
+        return available
+
+    def _auth_offered(self) -> bool:
+        """Whether EHLO lists AUTH: the same condition as aiosmtpd's ``smtp_EHLO``."""
+        return not self._auth_require_tls or bool(self._tls_protocol)
 
     def _set_post_data_state(self) -> None:
         super()._set_post_data_state()  # type: ignore[no-untyped-call]
