@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,18 @@ from seo_core.cli import cli
 from seo_core.metabase import Metabase
 
 RunSeo = Callable[..., Result]
+
+TRACE = re.compile(
+    rb"(?:Return-Path: <[^>\r\n]*>\r?\n)?Received: from [^\r\n]*(?:\r?\n\t[^\r\n]*)*\r?\n"
+)
+
+
+def without_trace(message: bytes) -> bytes:
+    """The message as the client sent it: without the ``Received:`` line the server put on top
+    (which must be there), nor the ``Return-Path:`` line a Maildir delivery adds above it."""
+    trace = TRACE.match(message)
+    assert trace is not None, f"no Received: line on top of {message[:80]!r}"
+    return message[trace.end() :]
 
 
 @pytest.fixture(autouse=True)

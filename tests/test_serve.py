@@ -9,6 +9,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from seo_core.sources.smtp.spool import Spool
-from tests.conftest import run_process
+from tests.conftest import run_process, without_trace
 
 
 def free_port() -> int:
@@ -137,7 +138,7 @@ def test_serve_prints_what_it_runs_and_delivers_mail(served: tuple[Server, int, 
         assert client.sendmail("a@example.net", ["bob@example.com"], message) == {}
     wait_for(lambda: maildir_files(folder / "mail", "bob@example.com"))
     (stored,) = maildir_files(folder / "mail", "bob@example.com")
-    assert stored.read_bytes() == message.replace(b"\r\n", b"\n")
+    assert without_trace(stored.read_bytes()) == message.replace(b"\r\n", b"\n")
     wait_for((folder / "var" / "audit.jsonl").exists)
     audit = json.loads((folder / "var" / "audit.jsonl").read_text().splitlines()[0])
     assert (audit["event"], audit["mail_from"]) == ("OnArrival", "a@example.net")
@@ -395,7 +396,7 @@ def test_stopping_with_a_backlog_delivers_each_message_once_over_two_runs(
     finally:
         assert server.stop() == 0
     stored = [
-        path.read_text().splitlines()[0]
+        without_trace(path.read_bytes()).decode().splitlines()[0]
         for path in maildir_files(tmp_path / "mail", "ivy@example.com")
     ]
     assert sorted(stored) == sorted(f"Subject: {s}" for s in subjects)
@@ -500,3 +501,159 @@ def test_delivery_priority_normal_runs_delivery_as_the_server(tmp_path: Path, se
         )
     finally:
         assert server.stop() == 0
+
+
+def seo_errors(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What ``seo`` said went wrong, in its own words; a traceback fails the test."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return [line for line in result.stderr.splitlines() if line.startswith("seo: error:")]
+
+
+@pytest.mark.parametrize(
+    ("metabase", "reason"),
+    [
+        ("afile/mb.db", "{folder}/afile is a file, not a folder"),
+        (
+            "afile/sub/mb.db",
+            "cannot create its folder {folder}/afile/sub: {folder}/afile is a file, not a folder",
+        ),
+        ("/proc/seo/m.db", "cannot create its folder /proc/seo: No such file or directory"),
+    ],
+    ids=["folder-is-a-file", "under-a-file", "under-proc"],
+)
+def test_a_metabase_folder_that_cannot_be_made_is_one_line_naming_the_line(
+    tmp_path: Path, seo_exe: str, metabase: str, reason: str
+) -> None:
+    (tmp_path / "afile").write_text("a file")
+    config = write_config(tmp_path, free_port())
+    config.write_text(
+        config.read_text().replace('metabase = "var/seo-metabase.db"', f'metabase = "{metabase}"')
+    )
+    path = metabase if metabase.startswith("/") else f"{tmp_path}/{metabase}"
+    expected = f"seo: error: {config}:2: metabase {path}: {reason.format(folder=tmp_path)}"
+    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
+    for command in (["serve", "--config"], ["config", "apply"]):
+        result = subprocess.run(
+            [seo_exe, *command, str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode == 1, command
+        assert seo_errors(result) == [expected], command
+        assert result.stdout == "", command
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on an 8 MiB tmpfs, for a disk too small for a spool; needs root to mount."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_disk_too_small_for_the_journal_says_so_not_cannot_listen(
+    tmp_path: Path, seo_exe: str, small_disk: Path
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    spool = small_disk / "spool"
+    config.write_text(config.read_text().replace('spool = "var/spool"', f'spool = "{spool}"'))
+    result = run_process(seo_exe, "serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert seo_errors(result) == [
+        f"seo: error: cannot start smtp/1: cannot use {spool}: No space left on device "
+        "(the journal needs 32 MiB free: a 16 MiB segment, and the next one, made ahead)"
+    ]
+    assert list((spool / "journal").iterdir()) == []  # no partial segment is left
+
+
+LIMITED = (
+    "import os, resource, sys; "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20)); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+"""Runs a command that may write no file past 8 MiB: the journal's first 16 MiB segment fails
+with EFBIG, an OSError with no file name, like a full disk's (and no root is needed)."""
+
+
+def test_a_spool_write_the_system_refuses_is_not_called_a_listen_error(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    config = write_config(tmp_path, free_port())
+    result = run_process(
+        sys.executable, "-c", LIMITED, seo_exe, "serve", "--config", str(config), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert seo_errors(result) == [
+        f"seo: error: cannot start smtp/1: cannot use {tmp_path}/var/spool: File too large"
+    ]
+
+
+def test_a_port_in_use_is_a_listen_error_in_one_line(tmp_path: Path, seo_exe: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, port)
+        result = run_process(seo_exe, "serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    (error,) = seo_errors(result)
+    assert error.startswith(f"seo: error: cannot start smtp/1: cannot listen on 127.0.0.1:{port}: ")
+    assert error.lower().endswith("address already in use"), error
+
+
+@pytest.mark.parametrize(
+    ("second", "marker", "error"),
+    [
+        (
+            '[sources."smtp/2"]\nlisten = "127.0.0.1:{other}"\nspool = "var/./spool"\n',
+            'spool = "var/./spool"',
+            'sources."smtp/2": spool: {folder}/var/spool is also the spool of sources."smtp/1" '
+            "(line 8); each source needs a folder of its own",
+        ),
+        (
+            '[sources."nntp/1"]\nlisten = "127.0.0.1:{port}"\n',
+            'listen = "127.0.0.1:{port}"',
+            'sources."nntp/1": listen: 127.0.0.1:{port} clashes with sources."smtp/1", which '
+            "listens on 127.0.0.1:{port} (line 5); each source needs an address of its own",
+        ),
+        (
+            '[sources."nntp/1"]\nlisten = "0.0.0.0:{port}"\n',
+            'listen = "0.0.0.0:{port}"',
+            'sources."nntp/1": listen: 0.0.0.0:{port} clashes with sources."smtp/1", which '
+            "listens on 127.0.0.1:{port} (line 5); each source needs an address of its own",
+        ),
+    ],
+    ids=["same-spool", "same-listen", "wildcard-listen"],
+)
+def test_two_sources_sharing_a_spool_or_an_address_are_refused_before_the_metabase_is_written(
+    tmp_path: Path, seo_exe: str, second: str, marker: str, error: str
+) -> None:
+    port, other = free_port(), free_port()
+    config = write_config(tmp_path, port)
+    config.write_text(config.read_text() + "\n" + second.format(port=port, other=other))
+    lines = config.read_text().splitlines()
+    line = max(n for n, text in enumerate(lines, 1) if text == marker.format(port=port))
+    result = run_process(seo_exe, "serve", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert seo_errors(result) == [
+        f"seo: error: {config}:{line}: {error.format(port=port, folder=tmp_path)}"
+    ]
+    assert not (tmp_path / "var" / "seo-metabase.db").exists()

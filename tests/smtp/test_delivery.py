@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import os
 import smtplib
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,6 +16,7 @@ from seo_core.metabase import BindingSpec, Metabase
 from seo_core.sdk import DeliveryEvent, hookimpl
 from seo_core.sources.smtp.spool import Spool
 from seo_core.testing import RunningSmtp, running_smtp
+from tests.conftest import without_trace
 from tests.smtp.conftest import delivered, registry_with
 
 MESSAGE = (
@@ -33,7 +36,7 @@ def test_a_message_is_accepted_and_delivered(smtp: RunningSmtp, mailboxes: Path)
     assert refused == {}
     smtp.wait_idle()
     (stored,) = delivered(mailboxes, "bob@example.com")
-    assert stored == MESSAGE
+    assert without_trace(stored) == MESSAGE
 
 
 class LazyStore:
@@ -113,3 +116,41 @@ def test_a_delivery_that_cannot_be_flushed_is_not_counted(
     envelope, _ = Spool(tmp_path / "spool").load(message_id)
     assert envelope.delivered == []
     assert envelope.attempts == 1  # deferred, to be retried
+
+
+def test_each_message_gets_a_received_line_naming_client_server_queue_id_and_time(
+    smtp: RunningSmtp, mailboxes: Path
+) -> None:
+    with smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client:
+        client.ehlo()
+        client.mail("alice@example.net")
+        client.rcpt("bob@example.com")
+        code, reply = client.data(MESSAGE)
+        client.helo("old.client.test")  # HELO: plain SMTP
+        client.mail("alice@example.net")
+        client.rcpt("carol@example.com")
+        client.rcpt("dave@example.com")
+        client.data(MESSAGE)
+    assert code == 250
+    queue_id = reply.decode().rpartition(" ")[2]
+    smtp.wait_idle()
+
+    (to_bob,) = delivered(mailboxes, "bob@example.com")
+    head, _, when = to_bob.partition(b";\r\n\t")
+    assert head == (
+        b"Received: from client.test ([127.0.0.1])\r\n"
+        b"\tby "
+        + smtp.source.settings.hostname.encode()
+        + b" (seo) with ESMTP id "
+        + queue_id.encode()
+        + b"\r\n\tfor <bob@example.com>"
+    )
+    stamp = email.utils.parsedate_to_datetime(when.split(b"\r\n", 1)[0].decode())
+    assert abs(stamp.timestamp() - time.time()) < 60
+    assert without_trace(to_bob) == MESSAGE
+
+    (to_carol,) = delivered(mailboxes, "carol@example.com")
+    first_lines = to_carol.split(b"\r\n")[:3]
+    assert first_lines[0] == b"Received: from old.client.test ([127.0.0.1])"
+    assert b" with SMTP id " in first_lines[1]
+    assert b"for <" not in to_carol.split(MESSAGE[:10])[0]  # other recipients are not named

@@ -7,6 +7,7 @@ message is in the spool and fsynced before the reply is sent.
 
 from __future__ import annotations
 
+import email.utils
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,29 @@ def has_bare_line_ending(content: bytes) -> bool:
     """True when ``content`` holds a LF not preceded by CR, or a CR not followed by LF."""
     pairs = content.count(b"\r\n")
     return content.count(b"\n") != pairs or content.count(b"\r") != pairs
+
+
+def received_header(
+    server: SeoSMTP, message_id: str, recipients: list[str], received_at: float
+) -> bytes:
+    """The trace line every SMTP server puts on top of a message it accepts (RFC 5321, 4.4).
+
+    It names the client as it introduced itself and by its address, this server, the protocol,
+    the queue ID the client was told, the recipient when there is only one (listing more would
+    tell each recipient of the others), and the time.
+    """
+    info = server.state.info
+    client = info.ehlo_name or "unknown"
+    address = f" ([{info.peer[0]}])" if info.peer else ""
+    protocol = "ESMTP" if server.session is not None and server.session.extended_smtp else "SMTP"
+    if server.session is not None and server.session.authenticated:
+        protocol += "A"
+    recipient = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
+    when = email.utils.formatdate(received_at, localtime=True)
+    return (
+        f"Received: from {client}{address}\r\n\tby {server.hostname} (seo) with {protocol}"
+        f" id {message_id}{recipient};\r\n\t{when}\r\n"
+    ).encode()
 
 
 class SmtpHandler:
@@ -73,11 +97,14 @@ class SmtpHandler:
             )
             return "554 5.6.0 Message refused: bare LF or CR in the data (RFC 5321, 2.3.8)"
         info = server.state.info
+        message_id = new_message_id()
+        received_at = time.time()
+        content = received_header(server, message_id, envelope.rcpt_tos, received_at) + content
         accepted = Envelope(
-            id=new_message_id(),
+            id=message_id,
             mail_from=envelope.mail_from or "",
             recipients=list(envelope.rcpt_tos),
-            received_at=time.time(),
+            received_at=received_at,
             size=len(content),
             ehlo=info.ehlo_name,
             peer=None if info.peer is None else f"{info.peer[0]}:{info.peer[1]}",

@@ -107,15 +107,18 @@ class MaildirSink:
 
 
 def message_bytes(event: DeliveryEvent) -> bytes:
-    """What goes into the file: the message as received, with LF line ends (Maildir's).
+    """What goes into the file: a ``Return-Path:`` line, then the message as received, with LF
+    line ends (Maildir's).
 
-    ``event.raw`` when the source provides it (the bytes the client sent, as long as no sink
-    changed the message); otherwise ``event.message`` written back without refolding the headers
-    it was parsed with and without touching the body, so an unedited message comes out as it
-    went in.
+    The ``Return-Path:`` line keeps the envelope sender (where bounces go), which the message
+    itself need not name; the final delivery adds it (RFC 5321, 4.4). Then ``event.raw`` when
+    the source provides it (the bytes the client sent, as long as no sink changed the message);
+    otherwise ``event.message`` written back without refolding the headers it was parsed with
+    and without touching the body, so an unedited message comes out as it went in.
     """
     data = event.raw if event.raw is not None else _serialize(event.message)
-    return data.replace(b"\r\n", b"\n")
+    return_path = f"Return-Path: <{event.mail_from}>\n".encode()
+    return return_path + data.replace(b"\r\n", b"\n")
 
 
 def _serialize(message: EmailMessage) -> bytes:

@@ -52,13 +52,14 @@ class Store:
         source_flushes: bool = False,
         resumed: bool = False,
         message_id: str = "m-1",
+        mail_from: str = "sender@example.org",
     ) -> DeliveryEvent:
         event = DeliveryEvent(
             source="smtp/1",
             name="StoreDriver",
             message_id=message_id,
             message=message if message is not None else plain_message(),
-            mail_from="sender@example.org",
+            mail_from=mail_from,
             recipients=[recipient],
             recipient=recipient,
             raw=raw,
@@ -141,6 +142,13 @@ def delivered(event: DeliveryEvent, store: Store) -> Path:
     return Path(event.stored_at)
 
 
+def message_in(path: Path) -> bytes:
+    """The message a delivered file holds, under the ``Return-Path:`` line the sink puts first."""
+    return_path, _, message = path.read_bytes().partition(b"\n")
+    assert return_path == b"Return-Path: <sender@example.org>"
+    return message
+
+
 # -- discovery and the basic delivery -----------------------------------------------------
 
 
@@ -163,8 +171,25 @@ def test_delivers_into_new_and_leaves_tmp_empty(store: Store, root: Path) -> Non
     assert files(mailbox / "tmp") == []
     assert files(mailbox / "cur") == []
     assert NAME.fullmatch(path.name)
-    assert path.read_bytes() == message.as_bytes(policy=email.policy.default)
+    assert message_in(path) == message.as_bytes(policy=email.policy.default)
     assert b"\r\n" not in path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "line"),
+    [
+        ("sender@example.org", b"Return-Path: <sender@example.org>\n"),
+        ("", b"Return-Path: <>\n"),  # a bounce: nowhere to send one back
+        ("jos\u00e9@exampl\u00e9.org", "Return-Path: <jos\u00e9@exampl\u00e9.org>\n".encode()),
+    ],
+    ids=["sender", "null sender", "SMTPUTF8 sender"],
+)
+def test_the_file_starts_with_the_envelope_sender_as_return_path(
+    store: Store, mail_from: str, line: bytes
+) -> None:
+    message = plain_message()
+    path = delivered(store.deliver("alice@example.com", message, mail_from=mail_from), store)
+    assert path.read_bytes() == line + message.as_bytes(policy=email.policy.default)
 
 
 def test_folders_are_private_and_files_get_exactly_the_mode_asked_for(
@@ -444,7 +469,7 @@ def test_without_hard_links_the_file_is_renamed_into_new(
     mailbox = root / "example.com" / "alice"
     assert files(mailbox / "new") == [path]
     assert files(mailbox / "tmp") == []
-    assert path.read_bytes() == message.as_bytes(policy=email.policy.default)
+    assert message_in(path) == message.as_bytes(policy=email.policy.default)
 
 
 def test_a_file_is_named_by_the_deliverys_key(store: Store) -> None:
@@ -538,7 +563,7 @@ def test_raw_bytes_are_written_as_received_with_lf_line_ends(store: Store) -> No
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     path = delivered(store.deliver("alice@example.com", message, raw=raw), store)
-    assert path.read_bytes() == raw.replace(b"\r\n", b"\n")
+    assert message_in(path) == raw.replace(b"\r\n", b"\n")
 
 
 def test_an_edited_message_is_written_with_its_edits(store: Store) -> None:
@@ -548,7 +573,7 @@ def test_an_edited_message_is_written_with_its_edits(store: Store) -> None:
     assert isinstance(message, EmailMessage)
     message["X-Spam-Flag"] = "NO"  # what an OnArrival sink does; the source then has no raw
     path = delivered(store.deliver("alice@example.com", message), store)
-    written = path.read_bytes()
+    written = message_in(path)
     head, _body = written.split(b"\n\n", 1)
     assert head.endswith(b"\nX-Spam-Flag: NO")
     assert written == original.replace(b"\n\n", b"\nX-Spam-Flag: NO\n\n", 1)
@@ -688,14 +713,14 @@ def test_a_parsed_message_is_written_back_byte_for_byte(
     assert isinstance(message, EmailMessage)
     assert not [d for part in message.walk() for d in part.defects]
     path = delivered(store.deliver("alice@example.com", message), store)
-    assert path.read_bytes() == expected
+    assert message_in(path) == expected
 
 
 @pytest.mark.parametrize("data", MESSAGES)
 def test_raw_bytes_win_over_the_parsed_message(data: bytes, store: Store) -> None:
     message = plain_message("not this one\n")
     path = delivered(store.deliver("alice@example.com", message, raw=data), store)
-    assert path.read_bytes() == data.replace(b"\r\n", b"\n")
+    assert message_in(path) == data.replace(b"\r\n", b"\n")
 
 
 def _cpython_corpus() -> list[Path]:
@@ -738,7 +763,7 @@ def test_cpython_corpus_raw_bytes_are_kept_exactly(path: Path, store: Store) -> 
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     stored = delivered(store.deliver("alice@example.com", message, raw=data), store)
-    assert stored.read_bytes() == data.replace(b"\r\n", b"\n")
+    assert message_in(stored) == data.replace(b"\r\n", b"\n")
 
 
 def test_most_of_the_corpus_round_trips_through_the_parser() -> None:
@@ -753,7 +778,7 @@ def test_cpython_corpus_parsed_messages_are_written_back_byte_for_byte(
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     stored = delivered(store.deliver("alice@example.com", message), store)
-    assert stored.read_bytes() == data.replace(b"\r\n", b"\n")
+    assert message_in(stored) == data.replace(b"\r\n", b"\n")
 
 
 # -- sink properties ------------------------------------------------------------------------
