@@ -187,6 +187,81 @@ def test_sigterm_lets_a_session_in_flight_finish(served: tuple[Server, int, Path
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
+class RawClient:
+    """A client speaking SMTP by hand, to see each reply as the server sends it."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.file = self.sock.makefile("rb")
+        assert self.reply().startswith(b"220 ")
+
+    def reply(self) -> bytes:
+        lines = [self.file.readline()]
+        while lines[-1][3:4] == b"-":
+            lines.append(self.file.readline())
+        return b"".join(lines)
+
+    def say(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def test_stopping_tells_a_client_between_transactions_421_at_once(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, port, folder = served  # shutdown_timeout = 10
+    idle = RawClient(port)
+    assert idle.say(b"EHLO idle.test").startswith(b"250")
+    busy = RawClient(port)
+    busy.say(b"EHLO busy.test")
+    assert busy.say(b"MAIL FROM:<a@example.net>").startswith(b"250")
+    assert busy.say(b"RCPT TO:<erin@example.com>").startswith(b"250")
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+
+    assert idle.reply() == b"421 4.3.2 Service shutting down; try again later\r\n"
+    assert idle.file.read() == b""  # and the server hung up
+    # The open transaction goes on to its end, then that client is told too.
+    assert busy.say(b"DATA").startswith(b"354")
+    assert busy.say(b"Subject: under way\r\n\r\nstill taken\r\n.").startswith(b"250 2.0.0")
+    assert busy.reply() == b"421 4.3.2 Service shutting down; try again later\r\n"
+    assert server.close() == 0
+    assert time.monotonic() - started < 10  # it did not wait out the shutdown timeout
+    idle.close()
+    busy.close()
+    queued = Spool(folder / "var" / "spool").pending()
+    assert len(maildir_files(folder / "mail", "erin@example.com")) + len(queued) == 1
+
+
+def test_a_second_signal_cuts_the_sessions_left_and_still_stops_cleanly(
+    served: tuple[Server, int, Path],
+) -> None:
+    server, port, folder = served
+    client = RawClient(port)
+    client.say(b"EHLO slow.test")
+    client.say(b"MAIL FROM:<a@example.net>")
+    client.say(b"RCPT TO:<fay@example.com>")
+    assert client.say(b"DATA").startswith(b"354")
+    client.sock.sendall(b"Subject: never finished\r\n\r\nhalf a mess")
+    server.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "smtp_stopping" in server.logged())
+    server.process.send_signal(signal.SIGTERM)
+    assert client.file.read() == b""  # cut: no 250 was ever sent for it
+    assert server.close() == 0
+    client.close()
+    logged = server.logged()
+    assert "serve_stopping_now" in logged
+    assert "serve_stopped" in logged
+    assert "Aborted" not in logged
+    assert "Traceback" not in logged
+    assert maildir_files(folder / "mail", "fay@example.com") == []
+    assert Spool(folder / "var" / "spool").pending() == []
+
+
 def test_kill_9_loses_nothing_and_the_next_start_delivers_each_message_once(
     tmp_path: Path, seo_exe: str
 ) -> None:

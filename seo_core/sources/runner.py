@@ -203,14 +203,28 @@ async def serve_until_stopped(
     """Start the sources, report them, and run until SIGINT or SIGTERM."""
     running = await start_sources(metabase_path, registry, smtp=smtp, nntp=nntp)
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not running.stopping.is_set():
+            running.stopping.set()
+            return
+        # A second Ctrl-C: the sessions left are cut now (delivery in hand still finishes).
+        log.warning("serve_stopping_now")
+        for mail in running.smtp:
+            mail.hurry()
+        for news in running.nntp:
+            news.hurry()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, running.stopping.set)
+        loop.add_signal_handler(signum, on_signal)
     report(describe(running))
     try:
         await running.stopping.wait()
         log.info("serve_stopping")
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        await running.stop()
+        try:
+            await running.stop()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     log.info("serve_stopped")

@@ -78,6 +78,12 @@ class NntpSource:
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
 
+    def hurry(self) -> None:
+        """Stop now (a second Ctrl-C): cut the commands still in progress."""
+        for session in list(self.sessions):
+            if session.task is not None:
+                session.task.cancel()
+
     async def stop(self, deadline: float | None = None) -> None:
         """Stop accepting; close idle sessions; let a command in progress finish for up to
         ``deadline`` seconds (the settings' ``shutdown_timeout`` by default), then cut it.

@@ -116,6 +116,9 @@ class SeoSMTP(SMTP):
         self.default_size_limit = self.data_size_limit
         self._smtp_methods = CommandTable(self, self._smtp_methods)
         self.state = SessionState(SessionInfo(id=""))
+        self._in_command = False
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
 
     # -- connection ------------------------------------------------------------------------
 
@@ -146,8 +149,37 @@ class SeoSMTP(SMTP):
 
     # -- commands --------------------------------------------------------------------------
 
+    def shut_down(self) -> None:
+        """The server is stopping: end the session with 421 as soon as no transaction is open.
+
+        A client between transactions is told at once; one in the middle of a transaction
+        (after MAIL, during DATA) finishes it first, so a message under way is not cut off.
+        """
+        self._closing = True
+        if not self._in_command:
+            self._closer = self.loop.create_task(self._leave_if_done())
+
+    async def _leave_if_done(self) -> None:
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from is not None:
+            return  # a transaction is open: the command that ends it comes back here
+        if self.transport is None or self.transport.is_closing():
+            return
+        await self.push("421 4.3.2 Service shutting down; try again later")
+        if self.transport is not None:
+            self.transport.close()
+
     async def run_command(self, verb: str, method: Method | None, arg: str | None) -> None:
         """Fire OnInboundCommand for one command, then let aiosmtpd handle it (or not)."""
+        self._in_command = True
+        try:
+            await self._run_command(verb, method, arg)
+        finally:
+            self._in_command = False
+        if self._closing:
+            await self._leave_if_done()
+
+    async def _run_command(self, verb: str, method: Method | None, arg: str | None) -> None:
         state = self.state
         if arg is not None and not _valid_utf8(arg):
             await self.push("500 5.5.2 Syntax error: the command is not valid UTF-8")

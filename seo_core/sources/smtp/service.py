@@ -47,6 +47,14 @@ class SmtpSource:
         self.accepts: GroupCommit | None = None
         self._session_ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
+        self._hurry = False
+
+    def hurry(self) -> None:
+        """Stop now (a second Ctrl-C): close the sessions left, in the middle of DATA or not.
+
+        Nothing acknowledged is lost: a message whose 250 was not sent is not accepted.
+        """
+        self._hurry = True
 
     @property
     def pipeline(self) -> Any:
@@ -118,9 +126,11 @@ class SmtpSource:
         if self._server is not None:
             self._server.close()
         log.info("smtp_stopping", source=self.name, sessions=len(self.sessions), within=timeout)
+        for session in list(self.sessions):
+            session.shut_down()
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while self.sessions and loop.time() < end:
+        while self.sessions and loop.time() < end and not self._hurry:
             await asyncio.sleep(0.05)
         for session in list(self.sessions):
             if session.transport is not None:
