@@ -505,3 +505,25 @@ class TestConsoleScript:
         result = run_process(seo_exe, "bindings", "add", "smtp/1")
         assert result.returncode == 2
         assert "Usage: seo bindings add" in result.stderr
+
+
+def test_a_relative_path_property_means_the_folder_the_command_ran_in(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    metabase = tmp_path / "seo-metabase.db"
+    here = tmp_path / "srv"
+    here.mkdir()
+
+    def seo(*args: str) -> str:
+        result = run_process(seo_exe, "--metabase", str(metabase), *args, cwd=here)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    seo("bindings", "add", "smtp/1", "StoreDriver", "Mail", "maildir", "--sink-prop", "root=mail")
+    seo("bindings", "add", "smtp/1", "OnArrival", "Audit", "log", "--sink-prop", "File=a.jsonl")
+    seo("bindings", "set-prop", "smtp/1", "OnArrival", "Audit", "sink", "Fields", '["event"]')
+    seo("bindings", "set-prop", "smtp/1", "OnArrival", "Audit", "sink", "File", "logs/b.jsonl")
+    mail = json.loads(seo("bindings", "show", "smtp/1", "StoreDriver", "Mail", "--json"))
+    audit = json.loads(seo("bindings", "show", "smtp/1", "OnArrival", "Audit", "--json"))
+    assert mail["sink_properties"] == {"root": str(here / "mail")}
+    assert audit["sink_properties"] == {"File": str(here / "logs" / "b.jsonl"), "Fields": ["event"]}

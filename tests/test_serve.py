@@ -732,3 +732,36 @@ def test_two_sources_sharing_a_spool_or_an_address_are_refused_before_the_metaba
         f"seo: error: {config}:{line}: {error.format(port=port, folder=tmp_path)}"
     ]
     assert not (tmp_path / "var" / "seo-metabase.db").exists()
+
+
+def test_the_example_config_serves_and_tags_mail_as_the_readme_says(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    repository = Path(__file__).resolve().parent.parent
+    smtp_port, nntp_port = free_port(), free_port()
+    example = (repository / "examples" / "seo.toml").read_text()
+    (tmp_path / "examples").mkdir()
+    config = tmp_path / "examples" / "seo.toml"
+    config.write_text(
+        example.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}").replace(
+            "127.0.0.1:1119", f"127.0.0.1:{nntp_port}"
+        )
+    )
+    server = Server(seo_exe, config)
+    try:
+        forged = b"X-Seo-Tagged: forged\r\nSubject: hi\r\n\r\nhello\r\n"
+        with smtplib.SMTP("127.0.0.1", smtp_port) as client:
+            assert client.sendmail("alice@example.net", ["bob@example.com"], forged) == {}
+        mail = tmp_path / "var" / "mail"
+        wait_for(lambda: maildir_files(mail, "bob@example.com"))
+    finally:
+        assert server.stop() == 0
+    (stored,) = maildir_files(mail, "bob@example.com")
+    head, _, body = stored.read_bytes().partition(b"\n\n")
+    lines = head.split(b"\n")
+    assert lines[0] == b"Return-Path: <alice@example.net>"
+    assert lines[1].startswith(b"Received: from ")
+    assert [line for line in lines if line.startswith(b"X-Seo-Tagged")] == [b"X-Seo-Tagged: yes"]
+    assert body == b"hello\n"
+    (arrival,) = (tmp_path / "var" / "log" / "arrivals.jsonl").read_text().splitlines()
+    assert json.loads(arrival)["mail_from"] == "alice@example.net"

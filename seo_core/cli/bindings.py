@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 
@@ -91,6 +92,21 @@ def sink_check(state: State, *, allow_missing: bool) -> BindingCheck:
     return check
 
 
+def paths_from_here(
+    state: State, sink: str, properties: dict[str, PropertyValue]
+) -> dict[str, PropertyValue]:
+    """The sink's path properties (``root``, ``File``...) made absolute against the folder the
+    command runs in: that is what a relative path typed there means, wherever the server runs.
+    """
+    from seo_core.config.load import absolute_path_properties  # not for `seo --help`
+
+    try:
+        info = state.registry.resolve(sink)
+    except (SinkNotFoundError, SinkLoadError):
+        return properties  # stored as given; the sink is not there to say which are paths
+    return absolute_path_properties(properties, info.target, Path.cwd())
+
+
 @cli.group()
 def bindings() -> None:
     """Manage bindings: which sink handles which event of which source."""
@@ -167,7 +183,7 @@ def add(
         enabled=not disabled,
         max_firings=max_firings,
         expiration=parse_when(expires) if expires else None,
-        sink_properties=_assignments("--sink-prop", sink_prop),
+        sink_properties=paths_from_here(state, sink, _assignments("--sink-prop", sink_prop)),
         source_properties=source_properties,
         binding_properties=_assignments("--binding-prop", binding_prop),
     )
@@ -282,8 +298,12 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
     """
     ref, (bag, key, value) = _split_prop_args(words, 3, "BINDING BAG KEY VALUE")
     with state.open_metabase() as metabase:
+        parsed = parse_cli_value(value)
+        if bag == "sink":
+            sink = metabase.binding(ref).sink_class
+            parsed = paths_from_here(state, sink, {key: parsed})[key]
         changed = metabase.set_property(
-            ref, bag, key, parse_cli_value(value), check=sink_check(state, allow_missing=True)
+            ref, bag, key, parsed, check=sink_check(state, allow_missing=True)
         )
     if bag == "source" and key.casefold() == "rule":
         _warn_rule(changed.source, changed.event, changed.rule)

@@ -139,19 +139,30 @@ def check_config(config: Config, registry: SinkRegistry) -> Config:
 
 
 def _absolute_paths(spec: BindingSpec, sink: object, folder: Path) -> BindingSpec:
+    properties = absolute_path_properties(spec.sink_properties, sink, folder)
+    return replace(spec, sink_properties=properties)
+
+
+def absolute_path_properties(
+    properties: Mapping[str, PropertyValue], sink: object, folder: Path
+) -> dict[str, PropertyValue]:
+    """``properties`` with those ``sink`` declares as paths made absolute against ``folder``.
+
+    A server may run in another folder than the file or the command that named the path, so
+    the metabase only ever holds where the administrator meant.
+    """
     schema = getattr(sink, "properties_schema", None)
-    if not isinstance(schema, Schema):
-        return spec
-    paths = {name.casefold() for name in schema.path_properties()}
-    if not paths:
-        return spec
-    properties = {
+    paths = (
+        {name.casefold() for name in schema.path_properties()}
+        if isinstance(schema, Schema)
+        else set()
+    )
+    return {
         name: str(absolute(value, folder))
         if name.casefold() in paths and isinstance(value, str) and value
         else value
-        for name, value in spec.sink_properties.items()
+        for name, value in properties.items()
     }
-    return replace(spec, sink_properties=properties)
 
 
 def binding_context(spec: BindingSpec, index: int) -> str:
