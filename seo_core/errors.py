@@ -26,7 +26,7 @@ class ValidationError(SeoError, ValueError):
         self.field = field
         self.value = value
         self.reason = reason
-        super().__init__(f"{field} {value!r}: {reason}")
+        super().__init__(f"{field}: {reason}" if value is None else f"{field} {value!r}: {reason}")
 
 
 class RuleError(ValidationError):

@@ -7,6 +7,7 @@ The server runs its own event loop in a thread, so a test can talk to it with bl
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Coroutine, Iterator, Mapping
 from concurrent.futures import Future
@@ -180,3 +181,21 @@ def running_nntp(
     nntp = replace(NntpSettings.from_mapping("nntp/1", values), port=0)  # any free port
     with _running(RunningNntp, metabase, registry, nntp) as handle:
         yield handle
+
+
+_TRACE = re.compile(
+    rb"(?:Return-Path: <[^>\r\n]*>\r?\n)?Received: from [^\r\n]*(?:\r?\n\t[^\r\n]*)*\r?\n"
+)
+
+
+def as_sent(message: bytes) -> bytes:
+    """A delivered message as the client sent it: without the ``Received:`` line the SMTP
+    source put on top, nor the ``Return-Path:`` line a Maildir delivery adds above it.
+
+    For tests comparing what a sink stored with what was sent; raises ``ValueError`` when the
+    message does not start with them.
+    """
+    trace = _TRACE.match(message)
+    if trace is None:
+        raise ValueError(f"no Received: line on top of {message[:80]!r}")
+    return message[trace.end() :]

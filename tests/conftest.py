@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,20 +15,14 @@ from click.testing import CliRunner, Result
 
 from seo_core.cli import cli
 from seo_core.metabase import Metabase
+from seo_core.testing import as_sent
 
 RunSeo = Callable[..., Result]
 
-TRACE = re.compile(
-    rb"(?:Return-Path: <[^>\r\n]*>\r?\n)?Received: from [^\r\n]*(?:\r?\n\t[^\r\n]*)*\r?\n"
-)
-
 
 def without_trace(message: bytes) -> bytes:
-    """The message as the client sent it: without the ``Received:`` line the server put on top
-    (which must be there), nor the ``Return-Path:`` line a Maildir delivery adds above it."""
-    trace = TRACE.match(message)
-    assert trace is not None, f"no Received: line on top of {message[:80]!r}"
-    return message[trace.end() :]
+    """The message as the client sent it (see :func:`seo_core.testing.as_sent`)."""
+    return as_sent(message)
 
 
 @pytest.fixture(autouse=True)

