@@ -155,7 +155,7 @@ class Env:
     def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return run(str(self.python), *args, cwd=cwd)
 
-    def install(self, *projects: Path) -> None:
+    def install(self, *projects: Path | str) -> None:
         """pip-install the projects with the outer pip: offline, no build isolation."""
         done = run(
             sys.executable,
@@ -361,8 +361,16 @@ def test_json_gives_every_field_but_the_loaded_object(listing: dict[str, dict[st
         assert set(sink) == fields | {"qualified_name"}
 
 
-def test_broken_sinks_are_logged_once_each_on_stderr_and_stdout_stays_json(env: Env) -> None:
+def test_broken_sinks_stay_out_of_a_commands_output_unless_asked(env: Env) -> None:
+    """The listing shows each failure; a command's stderr is not filled with them."""
     done = env.sinks_list("--json")
+    assert done.returncode == 0
+    json.loads(done.stdout)
+    assert "sink_load_failed" not in done.stderr
+
+
+def test_broken_sinks_are_logged_once_each_at_info_level_and_stdout_stays_json(env: Env) -> None:
+    done = env.run("-m", "seo_core", "--log-level", "info", "sinks", "list", "--json")
     assert done.returncode == 0
     json.loads(done.stdout)
     failures = [
@@ -463,3 +471,47 @@ def test_help_works_and_imports_no_sink_with_a_broken_one_installed(env: Env) ->
 
     probe = env.run("-c", HELP_IMPORTS)
     assert probe.stdout.splitlines()[-1] == "EXIT 0 LOADED []"
+
+
+RESCAN_AFTER_INPUT = """
+import json, sys
+from seo_core.registry import SinkRegistry
+
+registry = SinkRegistry.discover()
+before = [s.name for s in registry.sinks if s.name.startswith("probe-")]
+print("ready", flush=True)
+sys.stdin.readline()  # the test installs the sink meanwhile
+registry = registry.refresh().refresh()  # the second rescan must not read the .pth again
+info = registry.resolve("probe-good")
+print(json.dumps({"before": before, "status": info.status.value, "error": info.error,
+                  "paths": sys.path.count(sys.argv[1])}))
+"""
+
+
+def test_a_sink_installed_in_editable_mode_is_found_by_a_running_process(
+    make_env: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """``pip install -e`` puts the code on the path through a .pth file, read at start-up
+    only: a process that rescans reads the new file too (what ``seo serve`` does when a
+    binding names a sink it has not seen)."""
+    made = make_env("env-editable")
+    project = write_project(tmp_path, "seo-sink-probe-good")
+    running = subprocess.Popen(
+        [str(made.python), "-c", RESCAN_AFTER_INPUT, str(project)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline() == "ready\n"
+        made.install("--editable", project)
+        out, err = running.communicate("go\n", timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert running.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result == {"before": [], "status": "ok", "error": None, "paths": 1}

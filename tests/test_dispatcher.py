@@ -748,25 +748,49 @@ def test_a_sink_installed_while_running_is_found_with_its_binding(
     monkeypatch.syspath_prepend(str(site))
     dispatcher = Dispatcher("smtp/1", metabase, SinkRegistry.discover(path=[str(site)]))
     try:
-        bind(metabase, "late", "late-sink")
-        dispatcher.reload()
-        assert dispatcher.calls("OnArrival") == []
-        (site / "late_sink.py").write_text(
-            "from seo_core.sdk import hookimpl\n"
-            "CALLS = []\n"
-            "@hookimpl\n"
-            "def smtp_on_arrival(binding):\n"
-            "    CALLS.append(binding.display_name)\n"
-        )
-        info = site / "late_sink-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-sink\nVersion: 1.0\n")
-        (info / "entry_points.txt").write_text("[seo.sinks]\nlate-sink = late_sink\n")
-        bind(metabase, "late too", "late-sink")
-        dispatcher.reload()
-        dispatcher.notify_sync(arrival())
+        with capture_logs() as logs:
+            early = bind(metabase, "late", "late-sink")
+            dispatcher.reload()
+            assert dispatcher.calls("OnArrival") == []
+            (site / "late_sink.py").write_text(
+                "from seo_core.sdk import hookimpl\n"
+                "CALLS = []\n"
+                "@hookimpl\n"
+                "def smtp_on_arrival(binding):\n"
+                "    CALLS.append(binding.display_name)\n"
+            )
+            info = site / "late_sink-1.0.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(
+                "Metadata-Version: 2.1\nName: late-sink\nVersion: 1.0\n"
+            )
+            (info / "entry_points.txt").write_text("[seo.sinks]\nlate-sink = late_sink\n")
+            bind(metabase, "late too", "late-sink")
+            dispatcher.reload()
+            dispatcher.notify_sync(arrival())
         import late_sink  # type: ignore[import-not-found]
 
         assert sorted(late_sink.CALLS) == ["late", "late too"]
+        # Only the binding made before the install was ever reported unavailable, once.
+        reported = [e["binding_id"] for e in logs if e["event"] == "binding_unavailable"]
+        assert reported == [early]
     finally:
         dispatcher.close()
+
+
+def test_a_broken_sink_is_logged_once_however_often_the_registry_rescans(
+    metabase: Metabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    info = site / "broken_sink-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-sink\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[seo.sinks]\nbroken = no_such_module_here\n")
+    monkeypatch.syspath_prepend(str(site))
+    with capture_logs() as logs:
+        registry = SinkRegistry.discover(path=[str(site)])
+        for _ in range(3):
+            registry = registry.refresh()
+    assert [s.status.value for s in registry.sinks] == ["failed"]
+    failures = [e for e in logs if e["event"] == "sink_load_failed"]
+    assert [(e["sink"], e["log_level"]) for e in failures] == [("broken", "info")]

@@ -236,7 +236,7 @@ class TestValidation:
         assert logs == [
             {
                 "event": "sink_load_failed",
-                "log_level": "error",
+                "log_level": "info",
                 "sink": "broken",
                 "distribution": "test-sinks",
                 "error": info.error,

@@ -499,6 +499,9 @@ def test_every_log_line_of_both_processes_is_whole_json_under_load(
     assert len(lines) > 2400
     broken = [line for line in lines if not _is_json_object(line)]
     assert broken == []
+    # Both processes load the bindings; each line says which one wrote it.
+    loaded = [json.loads(line) for line in lines if '"bindings_loaded"' in line]
+    assert {entry.get("process") for entry in loaded} == {None, "delivery"}
 
 
 def _is_json_object(line: str) -> bool:

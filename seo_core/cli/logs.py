@@ -24,8 +24,14 @@ def current_logging() -> tuple[str, str] | None:
     return _CURRENT[-1] if _CURRENT else None
 
 
-def configure_logging(level: str = "warning", fmt: str = "auto") -> None:
-    """Send structlog output to stderr at ``level`` in format ``fmt``."""
+def configure_logging(
+    level: str = "warning", fmt: str = "auto", process: str | None = None
+) -> None:
+    """Send structlog output to stderr at ``level`` in format ``fmt``.
+
+    ``process`` names a helper process (``delivery``) in each of its lines: it shares stderr
+    with the server, and both log the same kinds of events (a reload of the bindings, say).
+    """
     _CURRENT[:] = [(level, fmt)]
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     processors: list[Any] = [
@@ -33,6 +39,8 @@ def configure_logging(level: str = "warning", fmt: str = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if process is not None:
+        processors.append(_Tag(process))
     if use_json:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
@@ -45,3 +53,14 @@ def configure_logging(level: str = "warning", fmt: str = "auto") -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+class _Tag:
+    """A structlog processor that puts ``process=NAME`` in every event."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("process", self.name)
+        return event

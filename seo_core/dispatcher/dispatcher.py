@@ -114,6 +114,10 @@ class Dispatcher:
             if refreshed is not self.registry:
                 self.registry = refreshed
                 plan = self._build(bindings, generation)
+        # Reported only now: a binding to a sink installed since the last scan is not
+        # unavailable, and saying so before the rescan would be a false alarm.
+        for unavailable in plan.unavailable:
+            self._report_unavailable(unavailable.binding, unavailable.reason)
         self._retired.append(self._plan)
         self._plan = plan
         self._verbose = _debug_enabled(self._log)
@@ -131,7 +135,6 @@ class Dispatcher:
             self.registry,
             generation,
             self._instances,
-            self._report_unavailable,
         )
         return plan
 

@@ -191,7 +191,6 @@ def build_plan(
     registry: SinkRegistry,
     generation: int,
     instances: Mapping[Binding, object],
-    on_unavailable: Callable[[Binding, str], None],
 ) -> tuple[Plan, dict[Binding, object]]:
     """Build the plan for ``source`` from its bindings (already in priority, ID order).
 
@@ -211,7 +210,6 @@ def build_plan(
             rule = parse_rule(rule_text, event.rule_kind) if rule_text.strip() else None
         except SeoError as exc:
             plan.unavailable.append(Unavailable(binding, f"bad rule: {exc}"))
-            on_unavailable(binding, f"bad rule: {exc}")
             continue
         expires = binding.expiration.timestamp() if binding.expiration else None
         try:
@@ -223,7 +221,6 @@ def build_plan(
             plan.unavailable.append(
                 Unavailable(binding, str(exc), not_installed=isinstance(exc, SinkNotFoundError))
             )
-            on_unavailable(binding, str(exc))
             continue
         plan.calls.setdefault(event.name, []).append(
             PlannedCall(

@@ -33,6 +33,7 @@ from seo_core.metabase.records import Binding
 from seo_core.registry.info import SinkInfo, SinkStatus
 from seo_core.registry.inspection import declared_clsid, inspect_sink
 from seo_core.registry.scan import Advert, normalize, scan
+from seo_core.registry.sitedirs import path_files, read_new_path_files
 
 DEFAULT_GROUP = "seo.sinks"
 
@@ -48,6 +49,8 @@ class SinkRegistry:
         self.sinks: list[SinkInfo] = _with_conflicts(sinks)
         self.warnings: list[str] = list(warnings)
         self._scanned: tuple[str, list[str] | None] | None = None
+        self._path_files: frozenset[Path] = frozenset()
+        """The site folders' ``.pth`` files this process has read."""
 
     @classmethod
     def discover(cls, group: str = DEFAULT_GROUP, *, path: list[str] | None = None) -> SinkRegistry:
@@ -57,22 +60,36 @@ class SinkRegistry:
         usual way, through ``sys.path``. Never raises for a broken sink: it is recorded as
         FAILED and logged once.
         """
+        return cls._discover(group, path, reported=frozenset(), read=path_files())
+
+    @classmethod
+    def _discover(
+        cls,
+        group: str,
+        path: list[str] | None,
+        reported: frozenset[tuple[str, str | None]],
+        read: frozenset[Path],
+    ) -> SinkRegistry:
         adverts, warnings = scan(group, path)
         registry = cls((_load(advert) for advert in adverts), warnings)
         registry._scanned = (group, path)
+        registry._path_files = read
+        _log_failures(registry.sinks, reported)
         return registry
 
     def refresh(self) -> SinkRegistry:
         """The installed sinks as they are now: a new scan for a discovered registry.
 
-        Packages installed since the first scan appear; sinks already imported are reused by
-        the import system. A registry made from objects has nothing to rescan: it is returned.
+        Packages installed since the first scan appear, editable installs too (their ``.pth``
+        files are read first); sinks already imported are reused by the import system. A
+        registry made from objects has nothing to rescan: it is returned.
         """
         if self._scanned is None:
             return self
         importlib.invalidate_caches()
+        read = read_new_path_files(self._path_files)
         group, path = self._scanned
-        return type(self).discover(group, path=path)
+        return type(self)._discover(group, path, _failures(self.sinks), read)
 
     @classmethod
     def from_objects(
@@ -93,7 +110,9 @@ class SinkRegistry:
                 value=_describe(target),
             )
             infos.append(_validated(info, target))
-        return cls(infos)
+        registry = cls(infos)
+        _log_failures(registry.sinks, frozenset())
+        return registry
 
     def resolve(self, sink_class: str) -> SinkInfo:
         """The usable sink a binding's SinkClass names.
@@ -215,11 +234,25 @@ def _validated(info: SinkInfo, target: object) -> SinkInfo:
 
 
 def _failed(info: SinkInfo, exc: BaseException) -> SinkInfo:
-    error = one_line(exc)
-    structlog.get_logger().error(
-        "sink_load_failed", sink=info.name, distribution=info.distribution, error=error
-    )
-    return dataclasses.replace(info, status=SinkStatus.FAILED, error=error)
+    return dataclasses.replace(info, status=SinkStatus.FAILED, error=one_line(exc))
+
+
+def _failures(sinks: Iterable[SinkInfo]) -> frozenset[tuple[str, str | None]]:
+    return frozenset((s.qualified_name, s.error) for s in sinks if s.status is SinkStatus.FAILED)
+
+
+def _log_failures(sinks: Iterable[SinkInfo], reported: frozenset[tuple[str, str | None]]) -> None:
+    """Log each sink that failed to load, unless an earlier scan of this process logged it.
+
+    At info level: a broken package nobody binds is worth knowing, not a warning; a binding to
+    it is the warning (the dispatcher's ``binding_unavailable``), and ``seo sinks list`` shows
+    every failure with its error.
+    """
+    for sink in sinks:
+        if sink.status is SinkStatus.FAILED and (sink.qualified_name, sink.error) not in reported:
+            structlog.get_logger().info(
+                "sink_load_failed", sink=sink.name, distribution=sink.distribution, error=sink.error
+            )
 
 
 def one_line(exc: BaseException) -> str:

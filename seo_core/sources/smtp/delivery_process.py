@@ -209,7 +209,7 @@ def main(argv: list[str]) -> int:
 
     spec = json.loads(argv[0])
     level, fmt = spec["logging"] or ("warning", "auto")
-    configure_logging(level, fmt)
+    configure_logging(level, fmt, process="delivery")
     # The listener decides when this process stops (by closing its input), also when a
     # terminal's Ctrl-C or a service manager's SIGTERM reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
