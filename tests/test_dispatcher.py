@@ -761,9 +761,7 @@ def test_a_sink_installed_while_running_is_found_with_its_binding(
             )
             info = site / "late_sink-1.0.dist-info"
             info.mkdir()
-            (info / "METADATA").write_text(
-                "Metadata-Version: 2.1\nName: late-sink\nVersion: 1.0\n"
-            )
+            (info / "METADATA").write_text("Metadata-Version: 2.1\nName: late-sink\nVersion: 1.0\n")
             (info / "entry_points.txt").write_text("[seo.sinks]\nlate-sink = late_sink\n")
             bind(metabase, "late too", "late-sink")
             dispatcher.reload()
