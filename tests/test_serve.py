@@ -546,18 +546,52 @@ def test_a_source_that_cannot_start_is_one_line_and_exit_1(
     assert "Traceback" not in result.stderr
 
 
-def test_a_second_server_on_the_same_spool_is_refused_in_one_line(
+def bindings_json(seo_exe: str, metabase: Path) -> str:
+    listed = run_process(seo_exe, "--metabase", str(metabase), "bindings", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
+
+
+def test_a_second_server_on_the_same_spool_is_refused_in_one_line_and_changes_nothing(
     served: tuple[Server, int, Path], seo_exe: str
 ) -> None:
+    """A server that cannot start leaves alone the metabase the running one reads."""
     server, _port, folder = served
+    metabase = folder / "var" / "seo-metabase.db"
+    before = bindings_json(seo_exe, metabase)
     config = folder / "seo.toml"
     other = free_port()
-    config.write_text(config.read_text().replace(f":{_port}", f":{other}"))
+    edited = config.read_text().replace(f":{_port}", f":{other}").replace('"Audit"', '"Audit 2"')
+    config.write_text(edited)
     result = run_process(seo_exe, "serve", "--config", str(config), cwd=folder)
     assert result.returncode == 1
-    assert "seo: error: cannot start smtp/1: the spool " in result.stderr
-    assert "is in use by another process" in result.stderr
-    assert "Traceback" not in result.stderr
+    (error,) = seo_errors(result)
+    assert error == (
+        f"seo: error: cannot start smtp/1: the spool {folder}/var/spool "
+        "is in use by another process"
+    )
+    assert "applied" not in result.stdout
+    assert bindings_json(seo_exe, metabase) == before
+    assert server.stop() == 0
+
+
+def test_a_server_whose_port_is_taken_by_another_changes_nothing(
+    served: tuple[Server, int, Path], seo_exe: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same with a second config on the first one's port (and its own spool)."""
+    server, port, folder = served
+    metabase = folder / "var" / "seo-metabase.db"
+    before = bindings_json(seo_exe, metabase)
+    config = folder / "second.toml"
+    spool = tmp_path_factory.mktemp("second") / "spool"
+    text = (folder / "seo.toml").read_text().replace('"Audit"', '"Audit 2"')
+    config.write_text(text.replace('spool = "var/spool"', f'spool = "{spool}"'))
+    result = run_process(seo_exe, "serve", "--config", str(config), cwd=folder)
+    assert result.returncode == 1
+    (error,) = seo_errors(result)
+    assert error.startswith(f"seo: error: cannot start smtp/1: cannot listen on 127.0.0.1:{port}: ")
+    assert bindings_json(seo_exe, metabase) == before
+    assert not spool.exists()
     assert server.stop() == 0
 
 
@@ -695,6 +729,7 @@ def test_a_port_in_use_is_a_listen_error_in_one_line(tmp_path: Path, seo_exe: st
     (error,) = seo_errors(result)
     assert error.startswith(f"seo: error: cannot start smtp/1: cannot listen on 127.0.0.1:{port}: ")
     assert error.lower().endswith("address already in use"), error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seo.toml"]  # no metabase, no spool
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def serve(state: State, config_path: Path | None) -> None:
     under ./var/spool/smtp-1, with the bindings already in the metabase.
     """
     from seo_core.sources.nntp.settings import NntpSettings
-    from seo_core.sources.runner import serve_until_stopped
+    from seo_core.sources.runner import check_can_start, serve_until_stopped
     from seo_core.sources.smtp.settings import SmtpSettings
 
     if config_path is None and Path(DEFAULT_CONFIG).exists():
@@ -47,8 +47,8 @@ def serve(state: State, config_path: Path | None) -> None:
     else:
         from seo_core.config import apply_config, load_config
 
-        # Everything that can refuse the file does so before the metabase is touched; a source
-        # that then fails to start (its port taken) leaves the file applied, as `config apply`.
+        # Everything that can refuse the file or the start does so before the metabase is
+        # touched: a server that would not start must not change what a running one reads.
         config = load_config(config_path)
         smtp = [
             SmtpSettings.from_mapping(name, source.settings)
@@ -62,6 +62,7 @@ def serve(state: State, config_path: Path | None) -> None:
         ]
         if not smtp and not nntp:
             raise click.UsageError("the config file declares no smtp or nntp source to run")
+        check_can_start(smtp, nntp)
         metabase_path = state.prepare_metabase_for(config)
         with state.open_metabase_at(metabase_path) as metabase:
             changes = apply_config(config, metabase, state.registry)

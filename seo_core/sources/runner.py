@@ -67,6 +67,47 @@ class Running:
         self.metabase.close()
 
 
+def check_can_start(smtp: Sequence[SmtpSettings] = (), nntp: Sequence[NntpSettings] = ()) -> None:
+    """Refuse now what would stop a source from starting, before ``seo serve`` applies its
+    config file: an address another program listens on, a spool another server writes.
+
+    A server that would not start must not change the metabase that a running one reads.
+    Creates nothing: each address is bound and let go (as the listener will bind it), each
+    spool's lock is tried only if the spool exists. What this cannot foresee (a full disk, a
+    port taken in the moment between) still stops the start, with the same one-line error.
+    """
+    listeners: list[SmtpSettings | NntpSettings] = [*smtp, *nntp]
+    for settings in listeners:
+        if settings.port:  # port 0 is any free port: nothing to check
+            _check_address(settings)
+    for mail in smtp:
+        if spool.journal_in_use(mail.spool):
+            raise SourceStartError(
+                mail.name, f"the spool {mail.spool} is in use by another process"
+            )
+
+
+def _check_address(settings: SmtpSettings | NntpSettings) -> None:
+    try:
+        found = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        reason = f"cannot listen on {settings.address}: the host name does not resolve"
+        raise SourceStartError(settings.name, reason) from exc
+    for family, kind, protocol, _, address in dict.fromkeys(found):
+        with socket.socket(family, kind, protocol) as probe:
+            # As asyncio binds a listener: the same options, so the same answer.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                reason = f"cannot listen on {settings.address}: {exc.strerror or exc}"
+                raise SourceStartError(settings.name, reason) from exc
+
+
 async def start_sources(
     metabase_path: Path,
     registry: SinkRegistry,

@@ -591,6 +591,21 @@ def _with_state(envelope: Envelope, record: dict[str, Any]) -> Envelope:
     return replace(envelope, **changes)
 
 
+def journal_in_use(root: Path) -> bool:
+    """Whether a running server writes the journal of the spool at ``root``; creates nothing."""
+    try:
+        fd = os.open(root / "journal.lock", os.O_RDWR)
+    except OSError:
+        return False  # no spool there, or none usable: starting it will say why
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # which also lets go of a lock taken here
+    return False
+
+
 def _lock_file(path: Path, wait: bool = False) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
