@@ -174,7 +174,7 @@ def test_a_sink_implements_a_new_verb_and_adds_an_ehlo_keyword(serve: Any) -> No
     ):
         client.ehlo()
         assert client.has_extn("xseo-demo")
-        assert client.docmd("XSEO") == (250, b"seo says hello to client.test")
+        assert client.docmd("XSEO") == (250, b"2.0.0 seo says hello to client.test")
         assert client.docmd("XNOPE")[0] == 500
 
 

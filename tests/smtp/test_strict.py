@@ -348,7 +348,7 @@ def test_the_null_path_is_no_recipient_whatever_a_sink_says(
         assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
         assert talk.command(b"RCPT TO:<>") == NULL_RECIPIENT
         assert talk.command(b"RCPT TO: <>") == NULL_RECIPIENT
-        assert talk.command(b"DATA") == b"503 Error: need RCPT command"
+        assert talk.command(b"DATA") == b"503 5.5.1 Error: need RCPT command"
         assert talk.command(b"RCPT TO:<bob@example.com>").startswith(b"250")
         assert talk.command(b"DATA").startswith(b"354")
         talk.send(b"Subject: x\r\n\r\nhello\r\n.\r\n")
@@ -364,7 +364,9 @@ def test_help_lists_only_the_commands_ehlo_offers(server: RunningSmtp) -> None:
     talk = Dialogue(server.port)
     assert b"AUTH" not in talk.command(b"EHLO client.test")
     supported = b"Supported commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY"
-    assert talk.command(b"HELP") == b"250 " + supported
-    assert talk.command(b"HELP AUTH") == b"501 " + supported
-    assert talk.command(b"HELP RCPT") == b"250 Syntax: RCPT TO: <address> [SP <mail-parameters>]"
+    assert talk.command(b"HELP") == b"250 2.0.0 " + supported
+    assert talk.command(b"HELP AUTH") == b"501 5.5.4 " + supported
+    assert talk.command(b"HELP RCPT") == (
+        b"250 2.0.0 Syntax: RCPT TO: <address> [SP <mail-parameters>]"
+    )
     talk.close()

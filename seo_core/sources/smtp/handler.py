@@ -76,9 +76,11 @@ class SmtpHandler:
     ) -> list[str]:
         session.host_name = hostname
         server.state.info.ehlo_name = hostname
-        extra = [f"250-{keyword}" for keyword in server.state.ehlo_keywords]
+        # Every reply after EHLO carries an enhanced status code (SeoSMTP.push sees to it).
+        extra = ["250-ENHANCEDSTATUSCODES"]
+        extra += [f"250-{keyword}" for keyword in server.state.ehlo_keywords]
         server.state.ehlo_keywords = []
-        return [*responses[:-1], *extra, responses[-1]] if extra else responses
+        return [*responses[:-1], *extra, responses[-1]]
 
     async def handle_HELO(self, server: SeoSMTP, session: Any, envelope: Any, hostname: str) -> str:
         session.host_name = hostname

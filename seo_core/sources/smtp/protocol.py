@@ -42,6 +42,36 @@ _ENHANCED = {
 }
 """aiosmtpd's own replies that lack an enhanced status code (RFC 3463), with one."""
 
+_ENHANCED_DEFAULTS = {
+    221: "2.0.0",
+    250: "2.0.0",
+    252: "2.0.0",
+    421: "4.3.2",
+    450: "4.2.0",
+    451: "4.3.0",
+    452: "4.3.1",
+    454: "4.7.0",
+    455: "4.5.4",
+    500: "5.5.2",
+    501: "5.5.4",
+    502: "5.5.1",
+    503: "5.5.1",
+    504: "5.5.4",
+    530: "5.7.0",
+    550: "5.0.0",
+    551: "5.1.6",
+    552: "5.3.4",
+    553: "5.1.3",
+    554: "5.0.0",
+    555: "5.5.4",
+}
+"""The enhanced status code (RFC 3463) of a reply that has none, by reply code."""
+
+_ENHANCED_BY_COMMAND = {("MAIL", 250): "2.1.0", ("RCPT", 250): "2.1.5"}
+_HAS_ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?:\s|$)")
+_WITHOUT_ENHANCED = frozenset({"CONNECT", "EHLO", "HELO"})
+"""Replies RFC 2034 leaves without an enhanced code: the greeting, and to EHLO and HELO."""
+
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*")
 """``<local@domain>``, both dot-atoms in ASCII, then the parameters: nearly every address."""
@@ -313,14 +343,32 @@ class SeoSMTP(SMTP):
             override, state.override = state.override, None
             separator = "-" if text[3:4] == "-" else " "
             text = f"{override.code}{separator}{override.text}"
+        text = self._enhanced(text)
         dispatcher = self.source.dispatcher
         if dispatcher.wants("OnServerResponse"):
-            text = await self._server_response(text)
+            text = self._enhanced(await self._server_response(text))
         await super().push(text)
         if state.drop and text[3:4] != "-":
             state.drop = False
             if self.transport is not None:
                 self.transport.close()
+
+    def _enhanced(self, text: str) -> str:
+        """``text`` with an enhanced status code, as EHLO's ENHANCEDSTATUSCODES promises.
+
+        aiosmtpd's own replies and those a sink sets may have none: each 2xx, 4xx and 5xx reply
+        gets the code its command and reply code call for (RFC 2034, 3463).
+        """
+        if text[:1] not in "245" or _HAS_ENHANCED.match(text):
+            return text
+        verb = self.state.answering[0]
+        if verb in _WITHOUT_ENHANCED or not text[:3].isdigit() or text[3:4] not in (" ", "-"):
+            return text
+        code = int(text[:3])
+        enhanced = _ENHANCED_BY_COMMAND.get((verb, code)) or _ENHANCED_DEFAULTS.get(code)
+        if enhanced is None:
+            enhanced = f"{text[0]}.0.0"
+        return f"{text[:4]}{enhanced} {text[4:]}" if text[4:] else f"{text[:4]}{enhanced}"
 
     async def _server_response(self, text: str) -> str:
         match = _REPLY.match(text)
