@@ -4,20 +4,19 @@ This is the sink that seo's tutorial (docs/tutorial.md) writes, step by step; th
 the parts of this file between its ``--8<--`` markers, so the two cannot drift apart.
 """
 
+# --8<-- [start:imports]
 from __future__ import annotations
 
 import re
 
 import structlog
 
-# --8<-- [start:imports]
 from seo_core.sdk import Binding, MessageEvent, Prop, PropertyBag, Schema, Verdict, hookimpl
-
-# --8<-- [end:imports]
 
 __all__ = ["WordFilter"]
 
 log = structlog.get_logger("seo_sink_wordfilter")
+# --8<-- [end:imports]
 
 
 # --8<-- [start:class]

@@ -1,5 +1,6 @@
 """The tutorial's sink, tested with seo's test kit (the ``seo_*`` fixtures come with seo-core)."""
 
+# --8<-- [start:imports]
 from __future__ import annotations
 
 from email.message import EmailMessage
@@ -11,6 +12,7 @@ from seo_core.pytest_plugin import EventFactory, LogEvents, SinkRunner, SmtpServ
 from seo_core.sdk import DeliveryEvent, MessageStatus, PropertyValue, Verdict, hookimpl
 
 WORDS: dict[str, PropertyValue] = {"Words": ["lottery", "prize"]}
+# --8<-- [end:imports]
 
 
 # --8<-- [start:first-test]
