@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,26 @@ def test_every_command_fires_in_order_and_auth_secrets_never_do(serve: Any) -> N
         ("DATA", ""),
         ("QUIT", ""),
     ]
+
+
+def test_credentials_sent_after_a_refused_auth_are_neither_events_nor_echoed(
+    serve: Any,
+) -> None:
+    """A client that sends AUTH LOGIN's lines without waiting for the prompt, here where AUTH
+    is refused (no TLS): the lines are secrets, not commands."""
+    with serve(("OnInboundCommand", "test-seen", "", {})) as smtp:
+        sock = socket.create_connection(("127.0.0.1", smtp.port), timeout=10)
+        lines = sock.makefile("rb")
+        lines.readline()
+        sock.sendall(b"EHLO client.test\r\nAUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0UEFTUzI\r\nNOOP\r\n")
+        while lines.readline()[3:4] == b"-":
+            pass  # the EHLO reply
+        replies = [lines.readline() for _ in range(4)]
+        sock.close()
+    assert replies[0].startswith(b"538 5.7.11 ")
+    assert replies[1:3] == [b"500 5.5.2 Error: command not recognized\r\n"] * 2
+    assert replies[3] == b"250 2.0.0 OK\r\n"
+    assert SEEN == [("EHLO", "client.test"), ("AUTH", "LOGIN"), ("NOOP", "")]
 
 
 def test_a_rule_selects_the_commands(serve: Any) -> None:

@@ -176,6 +176,32 @@ class TestSize:
         assert len(delivered(mailboxes, "bob@example.com")) == 1
 
 
+@pytest.mark.parametrize(
+    ("before", "line"),
+    [
+        ([], b"EHLO evil\rX-Injected: yes"),
+        ([b"EHLO client.test"], b'MAIL FROM:<"a\rX-Injected: yes"@example.net>'),
+        ([b"EHLO client.test", b"MAIL FROM:<a@example.net>"], b'RCPT TO:<"b\rob"@example.com>'),
+        ([b"EHLO client.test"], b"MAIL FROM:<a@example.net>\x00"),
+        ([], b"EH\rLO client.test"),
+    ],
+    ids=["cr-in-ehlo", "cr-in-mail", "cr-in-rcpt", "nul-in-mail", "cr-in-verb"],
+)
+def test_a_control_character_in_a_command_is_a_syntax_error(
+    server: RunningSmtp, before: list[bytes], line: bytes
+) -> None:
+    """A CR inside a command line would end up inside Received: or Return-Path: as a line
+    break, and inject a header (RFC 5321, 2.3.8: CR and LF only together)."""
+    talk = Dialogue(server.port)
+    for command in before:
+        assert talk.command(command).startswith(b"250")
+    reply = talk.command(line)
+    assert reply.startswith((b"501 5.5.2 ", b"500 5.5.2 ")), reply
+    assert b"\r" not in reply
+    assert talk.command(b"NOOP") == b"250 2.0.0 OK"  # the session goes on
+    talk.close()
+
+
 class TestAddresses:
     @pytest.mark.parametrize(
         ("mail", "rcpt", "recipient"),

@@ -79,6 +79,11 @@ _PLAIN_ADDRESS = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za
 NULL_RECIPIENT = "501 5.1.3 Bad recipient address syntax: <> is not a mailbox"
 """The reply to ``RCPT TO:<>``: the null path is a reverse-path only (RFC 5321, 4.1.1.3)."""
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters no SMTP command argument may hold (tab is white space and may)."""
+
+_PLAIN_VERB = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,19}")
+
 _SIZE = re.compile(r"(?:^|\s)SIZE=(\d+)", re.IGNORECASE)
 _REPLY = re.compile(r"^(\d{3})([ -]?)(.*)$", re.DOTALL)
 
@@ -90,6 +95,7 @@ class SessionState:
 
     __slots__ = (
         "accepted_by_sink",
+        "after_auth",
         "answering",
         "bogus",
         "drop",
@@ -106,6 +112,8 @@ class SessionState:
         self.ehlo_keywords: list[str] = []
         self.drop = False
         self.bogus = 0
+        self.after_auth = False
+        """The last command was AUTH: an unknown line now may be a credential sent too soon."""
 
 
 class _Command:
@@ -214,9 +222,21 @@ class SeoSMTP(SMTP):
         if arg is not None and not _valid_utf8(arg):
             await self.push("500 5.5.2 Syntax error: the command is not valid UTF-8")
             return
+        if _CONTROL.search(verb) or (arg is not None and _CONTROL.search(arg)):
+            # A CR inside a line is how a header gets injected through the trace fields: the
+            # EHLO name goes into Received:, the sender into Return-Path: (RFC 5321, 2.3.8).
+            await self.push("501 5.5.2 Syntax error: a control character in the command")
+            return
         if arg and not arg.isascii() and not self._utf8_allowed(verb, arg):
             await self.push("553 5.6.7 Non-ASCII addresses need MAIL FROM with SMTPUTF8 (RFC 6531)")
             return
+        if method is None and state.after_auth:
+            # A client that sends its credentials without waiting for the 334 prompt, to an
+            # AUTH that was refused: the line is a secret, not a command. No event sees it and
+            # the reply does not repeat it.
+            await self._unknown(None)
+            return
+        state.after_auth = verb == "AUTH"
         argument = _safe_argument(verb, arg or "")
         state.answering = (verb, argument)
         state.override = None
@@ -259,11 +279,15 @@ class SeoSMTP(SMTP):
             return envelope is None or envelope.mail_from is None or bool(envelope.smtp_utf8)
         return True
 
-    async def _unknown(self, verb: str) -> None:
+    async def _unknown(self, verb: str | None) -> None:
+        """Refuse an unknown verb, repeating it only when it is a plain word (``None``: never)."""
         self.state.bogus += 1
         if self.state.bogus >= BOGUS_LIMIT:
             self.state.drop = True
             await self.push("502 5.5.1 Too many unrecognized commands, goodbye")
+            return
+        if verb is None or not _PLAIN_VERB.fullmatch(verb):
+            await self.push("500 5.5.2 Error: command not recognized")
             return
         await self.push(f'500 5.5.2 Error: command "{verb}" not recognized')
 
