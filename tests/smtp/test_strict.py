@@ -264,6 +264,34 @@ class TestAddresses:
         (event,) = ARRIVED
         assert event.recipients == [recipient]
 
+    @pytest.mark.parametrize("name", [b"postmaster", b"Postmaster", b"POSTMASTER"])
+    def test_postmaster_without_a_domain_is_the_first_local_domains(
+        self, server: RunningSmtp, mailboxes: Path, name: bytes
+    ) -> None:
+        """RFC 5321, 4.1.1.3 and 4.5.1: every server takes mail for <Postmaster>."""
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(b"MAIL FROM:<>").startswith(b"250")
+        assert talk.command(b"RCPT TO:<" + name + b">") == b"250 2.1.5 OK"
+        assert talk.command(b"DATA").startswith(b"354")
+        talk.send(b"Subject: x\r\n\r\nhello\r\n.\r\n")
+        assert talk.reply().startswith(b"250")
+        talk.close()
+        server.wait_idle()
+        assert len(delivered(mailboxes, "postmaster@example.com")) == 1
+        (event,) = ARRIVED
+        assert event.recipients == ["postmaster@example.com"]
+
+    def test_any_other_name_without_a_domain_is_a_syntax_error(self, server: RunningSmtp) -> None:
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        talk.command(b"MAIL FROM:<a@example.net>")
+        assert talk.command(b"RCPT TO:<bob>") == (
+            b"553 5.1.3 Bad recipient address syntax: a domain is needed (<name@domain>)"
+        )
+        assert talk.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK"
+        talk.close()
+
     def test_utf8_addresses_without_smtputf8_are_refused_with_553(
         self, server: RunningSmtp
     ) -> None:

@@ -111,9 +111,13 @@ def bind(metabase: Metabase, event: str, sink: str, **fields: Any) -> None:
     )
 
 
-def send(port: int, recipients: list[str], body: bytes = BODY) -> dict[str, Any]:
+def send(
+    port: int, recipients: list[str], body: bytes = BODY, *, smtputf8: bool = False
+) -> dict[str, Any]:
+    options = ["SMTPUTF8"] if smtputf8 else []
     with smtplib.SMTP("127.0.0.1", port) as client:
-        return client.sendmail("a@example.net", recipients, body)  # type: ignore[return-value]
+        refused = client.sendmail("a@example.net", recipients, body, mail_options=options)
+        return refused  # type: ignore[return-value]
 
 
 def test_events_fire_in_pipeline_order(
@@ -267,3 +271,22 @@ def test_one_mailbox_named_twice_in_any_case_gets_the_message_once(
     assert len(delivered(mailboxes, "bob@example.com")) == 1
     assert delivered(mailboxes, "BOB@Example.COM") == []
     assert len(delivered(mailboxes, "carol@example.com")) == 1
+
+
+@pytest.mark.parametrize(
+    "pair", [("straße", "strasse"), ("\u017fam", "sam")], ids=["sharp-s", "long-s"]
+)
+def test_names_that_only_case_folding_makes_one_are_two_mailboxes(
+    metabase: Metabase,
+    metabase_path: Path,
+    bound_store: str,
+    tmp_path: Path,
+    mailboxes: Path,
+    pair: tuple[str, str],
+) -> None:
+    """Each recipient told 250 gets the message: none is taken for a repeat of another."""
+    recipients = [f"{name}@example.com" for name in pair]
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, recipients, smtputf8=True)
+        smtp.wait_idle()
+    assert [len(delivered(mailboxes, r)) for r in recipients] == [1, 1]

@@ -65,6 +65,10 @@ def _date(second: int) -> str:
     return email.utils.formatdate(second, localtime=True)
 
 
+NO_DOMAIN = "553 5.1.3 Bad recipient address syntax: a domain is needed (<name@domain>)"
+"""The reply to ``RCPT TO:<name>``: only <postmaster> may go without a domain."""
+
+
 class SmtpHandler:
     """The policy and acceptance side of one SMTP source."""
 
@@ -93,6 +97,11 @@ class SmtpHandler:
         settings = self.source.settings
         if len(envelope.rcpt_tos) >= settings.max_recipients:
             return "452 4.5.3 Too many recipients"
+        if "@" not in address:
+            # RFC 5321, 4.1.1.3: <Postmaster> without a domain is this server's postmaster.
+            if address.lower() != "postmaster" or not settings.local_domains:
+                return NO_DOMAIN
+            address = f"postmaster@{settings.local_domains[0]}"
         if not server.state.accepted_by_sink and domain_of(address) not in settings.local_domains:
             return f"550 5.7.1 Relaying denied: {domain_of(address) or address} is not local here"
         envelope.rcpt_tos.append(address)

@@ -46,10 +46,12 @@ def mailbox_key(address: str) -> str:
     """What makes two addresses one mailbox: the local part in any case, the canonical domain.
 
     ``bob@example.com`` and ``BOB@EXAMPLE.COM`` reach the same mailbox, so a message listing
-    both is delivered there once.
+    both is delivered there once. Lower case, not case folding: folding makes ``straße`` and
+    ``strasse`` one, and mailbox stores (the Maildir sink's folders) keep them apart; taking
+    them for one would leave a recipient without the message.
     """
     local = address.rpartition("@")[0]
-    return f"{local.casefold()}@{domain_of(address)}" if local else address.casefold()
+    return f"{local.lower()}@{domain_of(address)}" if local else address.lower()
 
 
 def unique_recipients(recipients: list[str]) -> list[str]:
