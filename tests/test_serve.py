@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -475,6 +476,60 @@ def test_stopping_with_a_backlog_delivers_each_message_once_over_two_runs(
         for path in maildir_files(tmp_path / "mail", "ivy@example.com")
     ]
     assert sorted(stored) == sorted(f"Subject: {s}" for s in subjects)
+
+
+class SlowAfterDelivery(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that answers the ``delivered`` step of MsgTrackLog only after 20 s."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body.get("step") == "delivered":
+            time.sleep(20)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_delivery_cut_off_by_the_stop_deadline_is_not_delivered_again(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    """The mailbox got its copy, an async sink after it outlasts stopping, the delivery
+    process is ended: the next start knows the message was in hand, and finds the copy."""
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowAfterDelivery)
+    receiver.daemon_threads = True
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    port = free_port()
+    config = write_config(tmp_path, port)
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    config.write_text(
+        config.read_text().replace("shutdown_timeout = 10", "shutdown_timeout = 1")
+        + f"""
+[[bindings]]
+source = "smtp/1"
+event = "MsgTrackLog"
+name = "Slow hook"
+sink = "webhook"
+sink_properties = {{ url = "{url}", timeout = 25, retries = 0 }}
+"""
+    )
+    try:
+        server = Server(seo_exe, config)
+        send(port, "kim@example.com", "cut off")
+        wait_for(lambda: maildir_files(tmp_path / "mail", "kim@example.com"))
+        assert server.stop() == 0
+        assert '"smtp_delivery_process_killed"' in server.logged()
+        assert Spool(tmp_path / "var" / "spool").pending()
+        server = Server(seo_exe, config)
+        try:
+            wait_for(lambda: not Spool(tmp_path / "var" / "spool").pending(), timeout=60)
+        finally:
+            assert server.stop() == 0
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert len(maildir_files(tmp_path / "mail", "kim@example.com")) == 1
 
 
 def test_every_log_line_of_both_processes_is_whole_json_under_load(

@@ -129,6 +129,8 @@ class Pipeline:
         self._active: set[str] = set()
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._delivering: set[asyncio.Future[None]] = set()
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
+        """Each message's delivery under way, which goes on when its worker is cancelled."""
         self._suspects: list[str] = []
         self._troubles: dict[str, int] = {}
         """Errors outside the sinks per message, for how long to wait before the next try."""
@@ -218,11 +220,22 @@ class Pipeline:
         except Exception as exc:  # a full disk, or a bug: the queue must go on
             self._try_again_later(message_id, exc)
         finally:
-            spool.mark(message_id, "ended")
-            self._active.discard(message_id)
-            self.working -= 1
-            if self.queue.empty() and not self.working and not self._suspects:
-                self.idle.set()
+            delivery = self._in_flight.get(message_id)
+            if delivery is None or delivery.done():
+                self._let_go(message_id)
+            else:
+                # The worker was cancelled (stopping) while its delivery goes on: the message
+                # is in hand until the delivery ends. Should the process be ended before that,
+                # the next run must know, and look for a copy already stored.
+                delivery.add_done_callback(lambda _: self._let_go(message_id))
+
+    def _let_go(self, message_id: str) -> None:
+        self._in_flight.pop(message_id, None)
+        self.source.spool.mark(message_id, "ended")
+        self._active.discard(message_id)
+        self.working -= 1
+        if self.queue.empty() and not self.working and not self._suspects:
+            self.idle.set()
 
     def _try_again_later(self, message_id: str, exc: Exception) -> None:
         """After an error outside the sinks (say the spool's disk is full), the message stays
@@ -294,6 +307,7 @@ class Pipeline:
         delivery = asyncio.ensure_future(self._deliver(envelope, content, resolved, failed))
         self._delivering.add(delivery)
         delivery.add_done_callback(self._delivering.discard)
+        self._in_flight[message_id] = delivery
         await asyncio.shield(delivery)
 
     def _event(
