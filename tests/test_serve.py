@@ -622,6 +622,35 @@ def test_a_metabase_folder_that_cannot_be_made_is_one_line_naming_the_line(
         assert result.stdout == "", command
 
 
+@pytest.mark.parametrize("metabase_key", [True, False], ids=["file-names-metabase", "default"])
+def test_a_config_refused_for_its_sinks_creates_nothing(
+    tmp_path: Path, seo_exe: str, metabase_key: bool
+) -> None:
+    config = write_config(tmp_path, free_port())
+    text = config.read_text().replace('sink = "log"', 'sink = "header"')
+    text = text.replace('{ root = "mail" }', '{ rooot = "mail" }')
+    if not metabase_key:
+        text = text.replace('metabase = "var/seo-metabase.db"', "")
+    config.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
+    for command in (["serve", "--config"], ["config", "apply"]):
+        result = subprocess.run(
+            [seo_exe, *command, str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode == 1, command
+        errors = seo_errors(result)
+        assert len(errors) == 2, errors
+        assert "SinkClass 'header': no installed sink" in errors[0]
+        assert "SinkProperties.rooot 'mail': unknown property (did you mean 'root'?)" in errors[1]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["seo.toml"], command
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on an 8 MiB tmpfs, for a disk too small for a spool; needs root to mount."""
