@@ -392,6 +392,39 @@ class TestBadInput:
                 2,
                 "--max-firings",
             ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--priority", "true"],
+                1,
+                "Priority true: must be an integer",
+            ),
+            (
+                [
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "log",
+                    "--binding-prop",
+                    "Timeout=true",
+                ],
+                1,
+                "EventBindingProperties.Timeout true: must be a number of seconds",
+            ),
+            (
+                [
+                    "bindings",
+                    "set-prop",
+                    "smtp/1",
+                    "OnArrival",
+                    "Tag mail",
+                    "binding",
+                    "Timeout",
+                    "[1.5]",
+                ],
+                1,
+                "EventBindingProperties.Timeout [1.5]: must be",
+            ),
         ],
         ids=[
             "malformed-guid",
@@ -408,6 +441,9 @@ class TestBadInput:
             "unknown-bag",
             "del-missing-prop",
             "negative-max-firings",
+            "priority-true",
+            "timeout-true",
+            "timeout-in-set-prop",
         ],
     )
     def test_refused(

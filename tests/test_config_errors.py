@@ -99,7 +99,19 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "wrong-type",
         binding("priority = true"),
         "priority",
-        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not a boolean"],
+        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not true"],
+    ),
+    (
+        "priority-float",
+        binding("priority = 1.5"),
+        "priority",
+        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not 1.5"],
+    ),
+    (
+        "enabled-a-string",
+        binding('enabled = "yes"'),
+        "enabled",
+        ["enabled: must be true or false, not 'yes'"],
     ),
     (
         "priority-range",
@@ -171,7 +183,7 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "bag-not-a-table",
         binding('sink_properties = "File=x"'),
         "sink_properties",
-        ["sink_properties: must be a table, not a string"],
+        ["sink_properties: must be a table, not 'File=x'"],
     ),
     (
         "bad-env-reference",
@@ -198,7 +210,7 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "inline-bindings-array",
         'bindings = [\n  { source = "smtp/1", event = "OnArrival", name = "X", sink = 1 },\n]\n',
         "bindings =",
-        ['binding "X"', "sink: must be a string, not a number"],
+        ['binding "X"', "sink: must be a string, not 1"],
     ),
     (
         "inline-source-table",

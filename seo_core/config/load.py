@@ -28,6 +28,7 @@ from seo_core.errors import (
     ConfigFileError,
     SeoError,
     ValidationError,
+    literal,
 )
 from seo_core.events.schema import Schema
 from seo_core.guids import parse_guid
@@ -446,17 +447,13 @@ def _check_types(table: Mapping[str, Any], report: _Report) -> None:
 
 
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
+    """What a value of the wrong type is: itself when short (``true``, ``1.5``, ``"x"``), as the
+    file wrote it, else its kind (``an array``, ``a table``)."""
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "a table"
-    return f"a {type(value).__name__}"
+    return literal(value)
 
 
 def _expires(value: object) -> datetime:
