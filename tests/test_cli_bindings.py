@@ -180,6 +180,30 @@ class TestVerbs:
         assert result.exit_code == 0, result.output
         assert json.loads(seo("bindings", "show", ref, "--json").output)["sink_properties"] == {}
 
+    @pytest.mark.parametrize(
+        ("bag", "key", "typed", "shown"),
+        [
+            ("source", "Rule", "mail from=*@example.org", 'Rule = "mail from=*@example.org"'),
+            ("source", "Priority", "100", "Priority = 100"),
+            ("source", "priority", "PRIO_HIGH", "priority = 8191"),
+            ("sink", "Words", '["a", "b"]', 'Words = ["a", "b"]'),
+            ("sink", "On", "true", "On = true"),
+            ("sink", "My Tag", '{ add = "it\'s" }', '"My Tag" = { add = "it\'s" }'),
+            ("binding", "Timeout", "2.5", "Timeout = 2.5"),
+        ],
+        ids=["rule", "priority", "priority-name", "list", "boolean", "table", "float"],
+    )
+    def test_set_prop_prints_the_stored_value_as_a_toml_literal(
+        self, seo: RunSeo, bag: str, key: str, typed: str, shown: str
+    ) -> None:
+        binding = add_tag(seo)
+        result = seo("bindings", "set-prop", "smtp/1", "OnArrival", "Tag mail", bag, key, typed)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == (
+            f"set {bag} property {shown} on {binding['id']} smtp/1 OnArrival 'Tag mail' "
+            "-> example-tagger\n"
+        )
+
     def test_remove(self, seo: RunSeo) -> None:
         binding = add_tag(seo)
         result = seo("bindings", "remove", "smtp/1", "OnArrival", "Tag mail")

@@ -17,7 +17,6 @@ from seo_core.cli.output import (
     echo_binding,
     echo_json,
     echo_table,
-    format_value,
     stats_json,
 )
 from seo_core.errors import SinkLoadError, SinkNotFoundError, ValidationError
@@ -294,7 +293,8 @@ def _split_prop_args(words: Sequence[str], tail: int, usage: str) -> tuple[Bindi
 def set_prop(state: State, words: tuple[str, ...]) -> None:
     """Add or overwrite one property of a binding.
 
-    VALUE is read as a TOML literal when it is one (10, true, ["a", "b"]), else as text.
+    VALUE is read as a TOML literal when it is one (10, true, ["a", "b"]), else as text. The
+    line printed shows the value stored, as a TOML literal.
     """
     ref, (bag, key, value) = _split_prop_args(words, 3, "BINDING BAG KEY VALUE")
     with state.open_metabase() as metabase:
@@ -307,8 +307,11 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
         )
     if bag == "source" and key.casefold() == "rule":
         _warn_rule(changed.source, changed.event, changed.rule)
-    shown = format_value(changed.bag(bag)[key])
-    click.echo(f"set {bag} property {key} = {shown} on {describe(changed)}")
+    from seo_core.config import toml  # not for `seo --help`
+
+    # As a TOML literal: the syntax VALUE was typed in, so the line can be copied back.
+    shown = toml.value(changed.bag(bag)[key])
+    click.echo(f"set {bag} property {toml.key(key)} = {shown} on {describe(changed)}")
 
 
 @bindings.command("del-prop", epilog=BINDING_HELP)
