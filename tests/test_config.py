@@ -324,10 +324,6 @@ class TestPlanAndApply:
             (("OnArrival", "OnPreCategorize"), ("event",)),
             (('["time", "event"]', '["time", "event"], File = "x"'), ("sink_properties",)),
             (
-                ("priority =", "source_properties = { Extra = 1 }\npriority ="),
-                ("source_properties",),
-            ),
-            (
                 ("priority =", "binding_properties = { Timeout = 5 }\npriority ="),
                 ("binding_properties",),
             ),
@@ -340,7 +336,6 @@ class TestPlanAndApply:
             "name",
             "event",
             "sink-prop",
-            "source-prop",
             "binding-prop",
             "expires",
         ],
@@ -624,7 +619,7 @@ ROUND_TRIP = [
             "Control": "line\nbreak \x01 \x7f \\ end",
             "Long": "x" * 120,
         },
-        source_properties={"Rule": "mail from=*@example.com", "Priority": 123, "Extra": [1]},
+        source_properties={"Rule": "mail from=*@example.com", "Priority": 123},
     ),
     BindingSpec(
         source="smtp/2",

@@ -114,6 +114,24 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         ["enabled: must be true or false, not 'yes'"],
     ),
     (
+        "source-property-typo",
+        binding("", "[bindings.source_properties]", "Priorty = 5"),
+        "Priorty",
+        [
+            "source_properties: SourceProperties.Priorty 5: unknown property "
+            "(did you mean 'Priority'?); sources read only: Rule, Priority"
+        ],
+    ),
+    (
+        "binding-property-typo",
+        binding("binding_properties = { Owner = 'ops', Timeot = 5 }"),
+        "Timeot",
+        [
+            "binding_properties: EventBindingProperties.Timeot 5: unknown property "
+            "(did you mean 'Timeout'?)"
+        ],
+    ),
+    (
         "priority-range",
         binding("priority = 40000"),
         "priority",
