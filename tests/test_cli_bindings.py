@@ -519,6 +519,16 @@ class TestBadInput:
                 1,
                 "EventBindingProperties.timout 5: unknown property (did you mean 'Timeout'?)",
             ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "", "log"],
+                1,
+                "NAME '': must not be empty; it is the binding's DisplayName",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "  ", "log"],
+                1,
+                "NAME '  ': must not be empty",
+            ),
         ],
         ids=[
             "malformed-guid",
@@ -535,6 +545,8 @@ class TestBadInput:
             "unknown-bag",
             "del-missing-prop",
             "negative-max-firings",
+            "empty-name",
+            "blank-name",
             "source-prop-typo",
             "source-prop-unknown",
             "binding-prop-typo",

@@ -168,6 +168,9 @@ def add(
       seo bindings add smtp/1 OnArrival "Tag mail" headers \\
           --rule "mail from=*@example.com" --sink-prop 'add={"X-Tag" = "yes"}'
     """
+    if not name.strip():
+        # The metabase's own message says to omit the DisplayName; NAME cannot be omitted here.
+        raise ValidationError("NAME", name, "must not be empty; it is the binding's DisplayName")
     source_properties = _assignments("--source-prop", source_prop)
     if rule is not None:
         source_properties["Rule"] = rule
