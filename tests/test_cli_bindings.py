@@ -685,3 +685,61 @@ def test_a_relative_path_property_means_the_folder_the_command_ran_in(
     audit = json.loads(seo("bindings", "show", "smtp/1", "OnArrival", "Audit", "--json"))
     assert mail["sink_properties"] == {"root": str(here / "mail")}
     assert audit["sink_properties"] == {"File": str(here / "logs" / "b.jsonl"), "Fields": ["event"]}
+
+
+class TestConfigManaged:
+    """Changing a binding a config file manages works, with a note that it will not last."""
+
+    @pytest.fixture
+    def managed(self, seo: RunSeo, tmp_path: Path) -> Path:
+        config = tmp_path / "seo.toml"
+        config.write_text(
+            '[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "Audit"\nsink = "log"\n',
+            encoding="utf-8",
+        )
+        result = seo("config", "apply", str(config))
+        assert result.exit_code == 0, result.output
+        return config
+
+    @pytest.mark.parametrize(
+        ("args", "done"),
+        [
+            (["disable"], "disabled"),
+            (["enable"], "enabled"),
+            (["set-prop", "source", "Priority", "5"], "set source property Priority = 5 on"),
+            (["set-prop", "binding", "Owner", "ops"], "set binding property Owner ="),
+            (["remove"], "removed"),
+        ],
+        ids=["disable", "enable", "set-prop", "set-prop-binding", "remove"],
+    )
+    def test_a_change_is_made_with_a_note_naming_the_file(
+        self, seo: RunSeo, managed: Path, args: list[str], done: str
+    ) -> None:
+        verb, *rest = args
+        result = seo("bindings", verb, "smtp/1", "OnArrival", "Audit", *rest)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(done)
+        assert result.stderr == (
+            f"seo: note: this binding comes from the config file {managed}; the next "
+            "`seo config apply` or `seo serve --config` of that file puts it back as the file "
+            "says\n"
+        )
+        again = seo("config", "apply", str(managed))
+        assert again.exit_code == 0, again.output
+        listed = json.loads(seo("bindings", "list", "--json").output)
+        assert [(b["display_name"], b["enabled"], b["priority"]) for b in listed] == [
+            ("Audit", True, 24575)
+        ]
+
+    def test_del_prop_too(self, seo: RunSeo, managed: Path) -> None:
+        added = seo("bindings", "set-prop", "smtp/1", "OnArrival", "Audit", "binding", "Owner", "x")
+        assert added.exit_code == 0, added.output
+        result = seo("bindings", "del-prop", "smtp/1", "OnArrival", "Audit", "binding", "Owner")
+        assert result.exit_code == 0, result.output
+        assert f"seo: note: this binding comes from the config file {managed};" in result.stderr
+
+    def test_a_hand_made_binding_gets_no_note(self, seo: RunSeo) -> None:
+        add_tag(seo)
+        result = seo("bindings", "disable", "smtp/1", "OnArrival", "Tag mail")
+        assert result.exit_code == 0
+        assert result.stderr == ""

@@ -106,6 +106,26 @@ def paths_from_here(
     return absolute_path_properties(properties, info.target, Path.cwd())
 
 
+def note_if_managed(binding: Binding) -> None:
+    """Say on stderr that a hand-made change to a config file's binding will not last.
+
+    The change is made all the same (an administrator may need it now), but the next apply of
+    that file makes the binding what the file says again, and that should be no surprise.
+    """
+    if binding.origin is None:
+        return
+    from seo_core.config import ORIGIN_PREFIX  # only for a binding that has an origin
+
+    if not binding.origin.startswith(ORIGIN_PREFIX):
+        return
+    file = binding.origin.removeprefix(ORIGIN_PREFIX)
+    click.echo(
+        f"seo: note: this binding comes from the config file {file}; the next "
+        f"`seo config apply` or `seo serve --config` of that file puts it back as the file says",
+        err=True,
+    )
+
+
 @cli.group()
 def bindings() -> None:
     """Manage bindings: which sink handles which event of which source."""
@@ -252,6 +272,7 @@ def remove(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         removed = metabase.remove_binding(parse_binding_ref(binding))
     click.echo(f"removed {describe(removed)}")
+    note_if_managed(removed)
 
 
 @bindings.command("enable", epilog=BINDING_HELP)
@@ -262,6 +283,7 @@ def enable(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         changed = metabase.set_enabled(parse_binding_ref(binding), True)
     click.echo(f"enabled {describe(changed)}")
+    note_if_managed(changed)
 
 
 @bindings.command("disable", epilog=BINDING_HELP)
@@ -272,6 +294,7 @@ def disable(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         changed = metabase.set_enabled(parse_binding_ref(binding), False)
     click.echo(f"disabled {describe(changed)}")
+    note_if_managed(changed)
 
 
 def _split_prop_args(words: Sequence[str], tail: int, usage: str) -> tuple[BindingRef, list[str]]:
@@ -315,6 +338,7 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
     # As a TOML literal: the syntax VALUE was typed in, so the line can be copied back.
     shown = toml.value(changed.bag(bag)[key])
     click.echo(f"set {bag} property {toml.key(key)} = {shown} on {describe(changed)}")
+    note_if_managed(changed)
 
 
 @bindings.command("del-prop", epilog=BINDING_HELP)
@@ -328,3 +352,4 @@ def del_prop(state: State, words: tuple[str, ...]) -> None:
             ref, bag, key, check=sink_check(state, allow_missing=True)
         )
     click.echo(f"deleted {bag} property {key} from {describe(changed)}")
+    note_if_managed(changed)
