@@ -121,6 +121,11 @@ class MetabaseError(SeoError):
         super().__init__(f"metabase {self.path}: {reason}")
 
 
+class UnmadeMetabaseError(MetabaseError):
+    """A command that only reads found no metabase to read: the file is missing, empty, or a
+    SQLite database without seo's tables. It is left as it was; a command that writes makes it."""
+
+
 class SchemaTooNewError(MetabaseError):
     """The metabase was written by a newer seo whose schema this version does not know."""
 

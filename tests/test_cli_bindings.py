@@ -252,6 +252,31 @@ class TestSinkChecks:
         assert result.stderr == f"seo: error: metabase {metabase_path}: does not exist\n"
         assert not metabase_path.exists()
 
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["bindings", "list"],
+            ["bindings", "show", GUID],
+            ["explain", "smtp/1", "OnArrival"],
+            ["sources", "list"],
+            ["config", "export"],
+        ],
+        ids=["list", "show", "explain", "sources-list", "config-export"],
+    )
+    def test_reading_an_empty_file_leaves_it_empty(
+        self, tmp_path: Path, seo_exe: str, command: list[str]
+    ) -> None:
+        empty = tmp_path / "empty.db"
+        empty.touch()
+        result = run_process(seo_exe, "--metabase", str(empty), *command)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"seo: error: metabase {empty}: not a seo metabase yet (an empty file); a command "
+            "that changes bindings (`seo bindings add`, `seo config apply`) makes it one\n"
+        )
+        assert empty.stat().st_size == 0
+        assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]
+
     def test_allow_missing_stores_it_and_explain_shows_it_unavailable(self, seo: RunSeo) -> None:
         result = seo(
             "bindings", "add", "smtp/1", "OnArrival", "Ghost", "no-such-sink", "--allow-missing"
