@@ -768,3 +768,47 @@ class TestConfigManaged:
         result = seo("bindings", "disable", "smtp/1", "OnArrival", "Tag mail")
         assert result.exit_code == 0
         assert result.stderr == ""
+
+
+class TestExplainAddresses:
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            (
+                "--mail-from",
+                "not an address",
+                "Error: Invalid value for '--mail-from': 'not an address' is not an address; "
+                "give local@domain, or '' for the null sender <>",
+            ),
+            ("--mail-from", "alice", "'alice' is not an address"),
+            ("--rcpt-to", "b@", "Error: Invalid value for '--rcpt-to': 'b@' is not an address"),
+            ("--rcpt-to", "@example.com", "'@example.com' is not an address"),
+            ("--rcpt-to", "a@b@", "'a@b@' is not an address"),
+        ],
+        ids=["spaces", "no-domain", "empty-domain", "empty-local", "two-ats"],
+    )
+    def test_a_value_that_is_not_an_address_is_a_usage_error(
+        self, seo: RunSeo, option: str, value: str, message: str
+    ) -> None:
+        add_tag(seo)
+        result = seo("explain", "smtp/1", "OnArrival", option, value)
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        assert message in result.stderr.splitlines()[-1]
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["--mail-from", ""],
+            ["--mail-from", "<a@example.com>"],
+            ["--rcpt-to", "Postmaster"],
+            ["--rcpt-to", "x@bücher.example"],
+            ["--rcpt-to", '"a b"@example.com'],
+        ],
+        ids=["null-sender", "angle-brackets", "postmaster", "idn", "quoted-local-part"],
+    )
+    def test_addresses_are_accepted(self, seo: RunSeo, args: list[str]) -> None:
+        add_tag(seo, "--rule", "mail from=*;rcpt to=*")
+        result = seo("explain", "smtp/1", "OnArrival", "--json", *args)
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)) == 1
