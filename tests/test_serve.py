@@ -145,6 +145,21 @@ def test_serve_prints_what_it_runs_and_delivers_mail(served: tuple[Server, int, 
     assert server.stop() == 0
 
 
+@pytest.mark.parametrize("metabase", ["rel.db", None], ids=["relative-env", "config-file"])
+def test_the_banner_names_the_metabase_by_its_absolute_path(
+    tmp_path: Path, seo_exe: str, metabase: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEO_METABASE", raising=False)
+    env = {"SEO_METABASE": metabase} if metabase else {}
+    server = Server(seo_exe, write_config(tmp_path, free_port()), env)
+    try:
+        expected = tmp_path / (metabase or "var/seo-metabase.db")
+        (line,) = [line for line in server.banner if line.startswith("seo serving with ")]
+        assert line.startswith(f"seo serving with metabase {expected} (event loop: "), line
+    finally:
+        assert server.stop() == 0
+
+
 def test_swaks_can_send_through_it(served: tuple[Server, int, Path]) -> None:
     server, port, folder = served
     assert shutil.which("swaks"), "swaks is needed (.ci/run installs it: apt-get install swaks)"
