@@ -22,6 +22,7 @@ from seo_core.errors import (
     SourceStartError,
     UnknownEventError,
     UnknownSourceError,
+    UnmadeMetabaseError,
     ValidationError,
 )
 from seo_core.metabase import Binding, BindingSpec, Metabase, Source
@@ -50,5 +51,6 @@ __all__ = [
     "SourceStartError",
     "UnknownEventError",
     "UnknownSourceError",
+    "UnmadeMetabaseError",
     "ValidationError",
 ]

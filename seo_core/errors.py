@@ -7,8 +7,59 @@ object at fault as attributes, not just text, so callers can report it their own
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
+from datetime import date, datetime, time
 from pathlib import Path
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def literal(value: object) -> str:
+    """``value`` written the way an administrator writes it: a TOML literal.
+
+    ``true``, ``1.5``, ``[1, 2]``, ``{ add = 'x' }``; a string is a single-quoted TOML literal
+    string (``'var/mail'``, what a shell user types too) unless it holds a quote or a control
+    character, then a basic string with escapes. Never Python's ``True`` or ``None``.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        if "'" not in value and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            return f"'{value}'"
+        return '"' + "".join(_escape(c) for c in value) + '"'
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (f"{_key(str(k))} = {literal(v)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
+    return repr(value)
+
+
+def _key(name: str) -> str:
+    return name if _BARE_KEY.match(name) else literal(name)
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"\\u{ord(char):04x}"
+    return char
 
 
 class SeoError(Exception):
@@ -19,14 +70,17 @@ class ValidationError(SeoError, ValueError):
     """A value offered for a binding, a property or a command is not acceptable.
 
     ``field`` names what was being set (``"Priority"``, ``"DisplayName"``, ``"--sink-prop"``)
-    and ``value`` is what was offered, so the message can say both.
+    and ``value`` is what was offered, so the message can say both; the message shows the value
+    as a TOML literal (:func:`literal`), the syntax of the config file and the command line.
     """
 
     def __init__(self, field: str, value: object, reason: str) -> None:
         self.field = field
         self.value = value
         self.reason = reason
-        super().__init__(f"{field}: {reason}" if value is None else f"{field} {value!r}: {reason}")
+        super().__init__(
+            f"{field}: {reason}" if value is None else f"{field} {literal(value)}: {reason}"
+        )
 
 
 class RuleError(ValidationError):
@@ -65,6 +119,11 @@ class MetabaseError(SeoError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"metabase {self.path}: {reason}")
+
+
+class UnmadeMetabaseError(MetabaseError):
+    """A command that only reads found no metabase to read: the file is missing, empty, or a
+    SQLite database without seo's tables. It is left as it was; a command that writes makes it."""
 
 
 class SchemaTooNewError(MetabaseError):

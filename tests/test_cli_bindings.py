@@ -63,10 +63,10 @@ class TestVerbs:
             "tag=yes",
             "--sink-prop",
             "count=2",
-            "--source-prop",
-            "Extra=[1, 2]",
             "--binding-prop",
             "Timeout=10",
+            "--binding-prop",
+            "Extra=[1, 2]",
         )
         assert result.exit_code == 0, result.output
         assert result.output.startswith(
@@ -85,10 +85,9 @@ class TestVerbs:
             "max_firings": 3,
             "fire_count": 0,
             "expiration": "2030-01-01T00:00:00+00:00",
-            "binding_properties": {"Timeout": 10},
+            "binding_properties": {"Timeout": 10, "Extra": [1, 2]},
             "sink_properties": {"tag": "yes", "count": 2},
             "source_properties": {
-                "Extra": [1, 2],
                 "Rule": "mail from=*@example.com",
                 "Priority": 8191,
             },
@@ -180,6 +179,30 @@ class TestVerbs:
         assert result.exit_code == 0, result.output
         assert json.loads(seo("bindings", "show", ref, "--json").output)["sink_properties"] == {}
 
+    @pytest.mark.parametrize(
+        ("bag", "key", "typed", "shown"),
+        [
+            ("source", "Rule", "mail from=*@example.org", 'Rule = "mail from=*@example.org"'),
+            ("source", "Priority", "100", "Priority = 100"),
+            ("source", "priority", "PRIO_HIGH", "priority = 8191"),
+            ("sink", "Words", '["a", "b"]', 'Words = ["a", "b"]'),
+            ("sink", "On", "true", "On = true"),
+            ("sink", "My Tag", '{ add = "it\'s" }', '"My Tag" = { add = "it\'s" }'),
+            ("binding", "Timeout", "2.5", "Timeout = 2.5"),
+        ],
+        ids=["rule", "priority", "priority-name", "list", "boolean", "table", "float"],
+    )
+    def test_set_prop_prints_the_stored_value_as_a_toml_literal(
+        self, seo: RunSeo, bag: str, key: str, typed: str, shown: str
+    ) -> None:
+        binding = add_tag(seo)
+        result = seo("bindings", "set-prop", "smtp/1", "OnArrival", "Tag mail", bag, key, typed)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == (
+            f"set {bag} property {shown} on {binding['id']} smtp/1 OnArrival 'Tag mail' "
+            "-> example-tagger\n"
+        )
+
     def test_remove(self, seo: RunSeo) -> None:
         binding = add_tag(seo)
         result = seo("bindings", "remove", "smtp/1", "OnArrival", "Tag mail")
@@ -228,6 +251,31 @@ class TestSinkChecks:
         assert result.exit_code == 1
         assert result.stderr == f"seo: error: metabase {metabase_path}: does not exist\n"
         assert not metabase_path.exists()
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["bindings", "list"],
+            ["bindings", "show", GUID],
+            ["explain", "smtp/1", "OnArrival"],
+            ["sources", "list"],
+            ["config", "export"],
+        ],
+        ids=["list", "show", "explain", "sources-list", "config-export"],
+    )
+    def test_reading_an_empty_file_leaves_it_empty(
+        self, tmp_path: Path, seo_exe: str, command: list[str]
+    ) -> None:
+        empty = tmp_path / "empty.db"
+        empty.touch()
+        result = run_process(seo_exe, "--metabase", str(empty), *command)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"seo: error: metabase {empty}: not a seo metabase yet (an empty file); a command "
+            "that changes bindings (`seo bindings add`, `seo config apply`) makes it one\n"
+        )
+        assert empty.stat().st_size == 0
+        assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]
 
     def test_allow_missing_stores_it_and_explain_shows_it_unavailable(self, seo: RunSeo) -> None:
         result = seo(
@@ -392,6 +440,120 @@ class TestBadInput:
                 2,
                 "--max-firings",
             ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--priority", "true"],
+                1,
+                "Priority true: must be an integer",
+            ),
+            (
+                [
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "log",
+                    "--binding-prop",
+                    "Timeout=true",
+                ],
+                1,
+                "EventBindingProperties.Timeout true: must be a number of seconds",
+            ),
+            (
+                [
+                    "bindings",
+                    "set-prop",
+                    "smtp/1",
+                    "OnArrival",
+                    "Tag mail",
+                    "binding",
+                    "Timeout",
+                    "[1.5]",
+                ],
+                1,
+                "EventBindingProperties.Timeout [1.5]: must be",
+            ),
+            (
+                [
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "log",
+                    "--source-prop",
+                    "Priorty=5",
+                ],
+                1,
+                "SourceProperties.Priorty 5: unknown property (did you mean 'Priority'?); "
+                "sources read only: Rule, Priority",
+            ),
+            (
+                [
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "log",
+                    "--source-prop",
+                    "Color=red",
+                ],
+                1,
+                "SourceProperties.Color 'red': unknown property; sources read only: Rule, Priority",
+            ),
+            (
+                [
+                    "bindings",
+                    "add",
+                    "smtp/1",
+                    "OnArrival",
+                    "X",
+                    "log",
+                    "--binding-prop",
+                    "Timeot=5",
+                ],
+                1,
+                "EventBindingProperties.Timeot 5: unknown property (did you mean 'Timeout'?)",
+            ),
+            (
+                [
+                    "bindings",
+                    "set-prop",
+                    "smtp/1",
+                    "OnArrival",
+                    "Tag mail",
+                    "source",
+                    "Rulle",
+                    "mail from=*",
+                ],
+                1,
+                "SourceProperties.Rulle 'mail from=*': unknown property (did you mean 'Rule'?)",
+            ),
+            (
+                [
+                    "bindings",
+                    "set-prop",
+                    "smtp/1",
+                    "OnArrival",
+                    "Tag mail",
+                    "binding",
+                    "timout",
+                    "5",
+                ],
+                1,
+                "EventBindingProperties.timout 5: unknown property (did you mean 'Timeout'?)",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "", "log"],
+                1,
+                "NAME '': must not be empty; it is the binding's DisplayName",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "  ", "log"],
+                1,
+                "NAME '  ': must not be empty",
+            ),
         ],
         ids=[
             "malformed-guid",
@@ -408,6 +570,16 @@ class TestBadInput:
             "unknown-bag",
             "del-missing-prop",
             "negative-max-firings",
+            "empty-name",
+            "blank-name",
+            "source-prop-typo",
+            "source-prop-unknown",
+            "binding-prop-typo",
+            "set-prop-source-typo",
+            "set-prop-binding-typo",
+            "priority-true",
+            "timeout-true",
+            "timeout-in-set-prop",
         ],
     )
     def test_refused(
@@ -538,3 +710,105 @@ def test_a_relative_path_property_means_the_folder_the_command_ran_in(
     audit = json.loads(seo("bindings", "show", "smtp/1", "OnArrival", "Audit", "--json"))
     assert mail["sink_properties"] == {"root": str(here / "mail")}
     assert audit["sink_properties"] == {"File": str(here / "logs" / "b.jsonl"), "Fields": ["event"]}
+
+
+class TestConfigManaged:
+    """Changing a binding a config file manages works, with a note that it will not last."""
+
+    @pytest.fixture
+    def managed(self, seo: RunSeo, tmp_path: Path) -> Path:
+        config = tmp_path / "seo.toml"
+        config.write_text(
+            '[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "Audit"\nsink = "log"\n',
+            encoding="utf-8",
+        )
+        result = seo("config", "apply", str(config))
+        assert result.exit_code == 0, result.output
+        return config
+
+    @pytest.mark.parametrize(
+        ("args", "done"),
+        [
+            (["disable"], "disabled"),
+            (["enable"], "enabled"),
+            (["set-prop", "source", "Priority", "5"], "set source property Priority = 5 on"),
+            (["set-prop", "binding", "Owner", "ops"], "set binding property Owner ="),
+            (["remove"], "removed"),
+        ],
+        ids=["disable", "enable", "set-prop", "set-prop-binding", "remove"],
+    )
+    def test_a_change_is_made_with_a_note_naming_the_file(
+        self, seo: RunSeo, managed: Path, args: list[str], done: str
+    ) -> None:
+        verb, *rest = args
+        result = seo("bindings", verb, "smtp/1", "OnArrival", "Audit", *rest)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(done)
+        assert result.stderr == (
+            f"seo: note: this binding comes from the config file {managed}; the next "
+            "`seo config apply` or `seo serve --config` of that file puts it back as the file "
+            "says\n"
+        )
+        again = seo("config", "apply", str(managed))
+        assert again.exit_code == 0, again.output
+        listed = json.loads(seo("bindings", "list", "--json").output)
+        assert [(b["display_name"], b["enabled"], b["priority"]) for b in listed] == [
+            ("Audit", True, 24575)
+        ]
+
+    def test_del_prop_too(self, seo: RunSeo, managed: Path) -> None:
+        added = seo("bindings", "set-prop", "smtp/1", "OnArrival", "Audit", "binding", "Owner", "x")
+        assert added.exit_code == 0, added.output
+        result = seo("bindings", "del-prop", "smtp/1", "OnArrival", "Audit", "binding", "Owner")
+        assert result.exit_code == 0, result.output
+        assert f"seo: note: this binding comes from the config file {managed};" in result.stderr
+
+    def test_a_hand_made_binding_gets_no_note(self, seo: RunSeo) -> None:
+        add_tag(seo)
+        result = seo("bindings", "disable", "smtp/1", "OnArrival", "Tag mail")
+        assert result.exit_code == 0
+        assert result.stderr == ""
+
+
+class TestExplainAddresses:
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            (
+                "--mail-from",
+                "not an address",
+                "Error: Invalid value for '--mail-from': 'not an address' is not an address; "
+                "give local@domain, or '' for the null sender <>",
+            ),
+            ("--mail-from", "alice", "'alice' is not an address"),
+            ("--rcpt-to", "b@", "Error: Invalid value for '--rcpt-to': 'b@' is not an address"),
+            ("--rcpt-to", "@example.com", "'@example.com' is not an address"),
+            ("--rcpt-to", "a@b@", "'a@b@' is not an address"),
+        ],
+        ids=["spaces", "no-domain", "empty-domain", "empty-local", "two-ats"],
+    )
+    def test_a_value_that_is_not_an_address_is_a_usage_error(
+        self, seo: RunSeo, option: str, value: str, message: str
+    ) -> None:
+        add_tag(seo)
+        result = seo("explain", "smtp/1", "OnArrival", option, value)
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        assert message in result.stderr.splitlines()[-1]
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["--mail-from", ""],
+            ["--mail-from", "<a@example.com>"],
+            ["--rcpt-to", "Postmaster"],
+            ["--rcpt-to", "x@bücher.example"],
+            ["--rcpt-to", '"a b"@example.com'],
+        ],
+        ids=["null-sender", "angle-brackets", "postmaster", "idn", "quoted-local-part"],
+    )
+    def test_addresses_are_accepted(self, seo: RunSeo, args: list[str]) -> None:
+        add_tag(seo, "--rule", "mail from=*;rcpt to=*")
+        result = seo("explain", "smtp/1", "OnArrival", "--json", *args)
+        assert result.exit_code == 0, result.output
+        assert len(json.loads(result.stdout)) == 1

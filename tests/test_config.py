@@ -324,10 +324,6 @@ class TestPlanAndApply:
             (("OnArrival", "OnPreCategorize"), ("event",)),
             (('["time", "event"]', '["time", "event"], File = "x"'), ("sink_properties",)),
             (
-                ("priority =", "source_properties = { Extra = 1 }\npriority ="),
-                ("source_properties",),
-            ),
-            (
                 ("priority =", "binding_properties = { Timeout = 5 }\npriority ="),
                 ("binding_properties",),
             ),
@@ -340,7 +336,6 @@ class TestPlanAndApply:
             "name",
             "event",
             "sink-prop",
-            "source-prop",
             "binding-prop",
             "expires",
         ],
@@ -624,7 +619,7 @@ ROUND_TRIP = [
             "Control": "line\nbreak \x01 \x7f \\ end",
             "Long": "x" * 120,
         },
-        source_properties={"Rule": "mail from=*@example.com", "Priority": 123, "Extra": [1]},
+        source_properties={"Rule": "mail from=*@example.com", "Priority": 123},
     ),
     BindingSpec(
         source="smtp/2",
@@ -768,6 +763,25 @@ class TestCli:
             "0 to remove, 0 unchanged; nothing was changed",
         ]
         assert not metabase_path.exists()
+
+    def test_dry_run_on_an_empty_file_plans_from_nothing_and_leaves_it_empty(
+        self, config_file: Path, metabase_path: Path
+    ) -> None:
+        write(config_file, TAG)
+        metabase_path.touch()
+        result = invoke(
+            "--metabase", str(metabase_path), "config", "apply", "--dry-run", str(config_file)
+        )
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1:] == [
+            'create     smtp/1 OnArrival "Tag mail" -> log',
+            f"dry run of {config_file} on {metabase_path}: 2 to create, 0 to update, "
+            "0 to remove, 0 unchanged; nothing was changed",
+        ]
+        assert metabase_path.stat().st_size == 0
+        assert sorted(p.name for p in metabase_path.parent.iterdir()) == sorted(
+            [metabase_path.name, config_file.name]
+        )
 
     def test_dry_run_on_an_existing_metabase_changes_no_byte(
         self, config_file: Path, metabase_path: Path

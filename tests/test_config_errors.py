@@ -99,7 +99,37 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "wrong-type",
         binding("priority = true"),
         "priority",
-        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not a boolean"],
+        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not true"],
+    ),
+    (
+        "priority-float",
+        binding("priority = 1.5"),
+        "priority",
+        ['binding "Tag mail"', "priority: must be an integer or a PRIO_* name, not 1.5"],
+    ),
+    (
+        "enabled-a-string",
+        binding('enabled = "yes"'),
+        "enabled",
+        ["enabled: must be true or false, not 'yes'"],
+    ),
+    (
+        "source-property-typo",
+        binding("", "[bindings.source_properties]", "Priorty = 5"),
+        "Priorty",
+        [
+            "source_properties: SourceProperties.Priorty 5: unknown property "
+            "(did you mean 'Priority'?); sources read only: Rule, Priority"
+        ],
+    ),
+    (
+        "binding-property-typo",
+        binding("binding_properties = { Owner = 'ops', Timeot = 5 }"),
+        "Timeot",
+        [
+            "binding_properties: EventBindingProperties.Timeot 5: unknown property "
+            "(did you mean 'Timeout'?)"
+        ],
     ),
     (
         "priority-range",
@@ -171,7 +201,7 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "bag-not-a-table",
         binding('sink_properties = "File=x"'),
         "sink_properties",
-        ["sink_properties: must be a table, not a string"],
+        ["sink_properties: must be a table, not 'File=x'"],
     ),
     (
         "bad-env-reference",
@@ -198,7 +228,7 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "inline-bindings-array",
         'bindings = [\n  { source = "smtp/1", event = "OnArrival", name = "X", sink = 1 },\n]\n',
         "bindings =",
-        ['binding "X"', "sink: must be a string, not a number"],
+        ['binding "X"', "sink: must be a string, not 1"],
     ),
     (
         "inline-source-table",
@@ -321,6 +351,51 @@ def test_every_problem_is_reported_in_file_order(tmp_path: Path, populated: Path
     assert [line.split(": ")[2] for line in result.stderr.splitlines()] == [
         p.location for p in problems
     ]
+
+
+def test_the_did_you_mean_hint_of_an_event_is_given_once(tmp_path: Path, populated: Path) -> None:
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(binding('event = "OnArival"'), encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1
+    assert result.stderr.count("did you mean") == 1, result.stderr
+    assert "not an event of smtp sources (did you mean 'OnArrival'?); known: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["expires = 2030-01-01", "priority = true", "max_firings = -1"],
+    ids=["toml-date", "priority", "max-firings"],
+)
+def test_a_duplicate_name_or_id_is_reported_beside_another_fault_of_the_first(
+    tmp_path: Path, populated: Path, fault: str
+) -> None:
+    text = (
+        binding(fault, f'id = "{GUID}"', name="A")
+        + binding('id = "dup"', name="B").replace('id = "dup"', f'id = "{GUID.upper()}"')
+        + binding('name = "A"  # again')
+    )
+    config_file = tmp_path / "seo.toml"
+    config_file.write_text(text, encoding="utf-8")
+    before = populated.read_bytes()
+    result = CliRunner().invoke(
+        cli, ["--metabase", str(populated), "config", "apply", str(config_file)], prog_name="seo"
+    )
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f'seo: error: {config_file}:{line_of(text, fault)}: binding "A"')
+    assert lines[1] == (
+        f'seo: error: {config_file}:{line_of(text, GUID.upper())}: binding "B": '
+        f"id: {GUID} is also the id of binding #1"
+    )
+    assert lines[2] == (
+        f'seo: error: {config_file}:{line_of(text, "# again")}: binding "A": '
+        'name: smtp/1 OnArrival "A" is declared twice (first as binding #1, line 2)'
+    )
+    assert populated.read_bytes() == before
 
 
 def test_an_unreadable_file(tmp_path: Path, populated: Path) -> None:

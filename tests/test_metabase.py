@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import stat
 from dataclasses import replace
@@ -15,6 +16,7 @@ from seo_core.errors import (
     MetabaseError,
     NotFoundError,
     SchemaTooNewError,
+    UnmadeMetabaseError,
     ValidationError,
 )
 from seo_core.metabase import BindingSpec, Metabase
@@ -73,6 +75,29 @@ class TestOpening:
         with pytest.raises(MetabaseError, match="not a SQLite database"):
             Metabase.open(path)
         assert path.read_text().startswith("this is not a database")
+
+    @pytest.mark.parametrize("kind", ["empty", "other-sqlite"])
+    def test_opening_to_read_leaves_a_file_that_is_not_a_metabase_yet_as_it_was(
+        self, tmp_path: Path, kind: str
+    ) -> None:
+        path = tmp_path / "x.db"
+        if kind == "empty":
+            path.touch()
+            what = "an empty file"
+        else:
+            db = sqlite3.connect(path)
+            db.execute("CREATE TABLE notes (text)")
+            db.commit()
+            db.close()
+            what = "a SQLite database without seo's tables"
+        before = path.read_bytes()
+        expected = re.escape(f"not a seo metabase yet ({what})")
+        with pytest.raises(UnmadeMetabaseError, match=expected):
+            Metabase.open(path, create=False)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
+        with Metabase.open(path) as metabase:  # a command that writes makes it one
+            assert metabase.bindings() == []
 
     def test_refuses_a_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(MetabaseError, match="does not exist"):

@@ -146,6 +146,21 @@ def test_serve_prints_what_it_runs_and_delivers_mail(served: tuple[Server, int, 
     assert server.stop() == 0
 
 
+@pytest.mark.parametrize("metabase", ["rel.db", None], ids=["relative-env", "config-file"])
+def test_the_banner_names_the_metabase_by_its_absolute_path(
+    tmp_path: Path, seo_exe: str, metabase: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEO_METABASE", raising=False)
+    env = {"SEO_METABASE": metabase} if metabase else {}
+    server = Server(seo_exe, write_config(tmp_path, free_port()), env)
+    try:
+        expected = tmp_path / (metabase or "var/seo-metabase.db")
+        (line,) = [line for line in server.banner if line.startswith("seo serving with ")]
+        assert line.startswith(f"seo serving with metabase {expected} (event loop: "), line
+    finally:
+        assert server.stop() == 0
+
+
 def test_swaks_can_send_through_it(served: tuple[Server, int, Path]) -> None:
     server, port, folder = served
     assert shutil.which("swaks"), "swaks is needed (.ci/run installs it: apt-get install swaks)"
@@ -712,6 +727,35 @@ def test_a_metabase_folder_that_cannot_be_made_is_one_line_naming_the_line(
         assert result.returncode == 1, command
         assert seo_errors(result) == [expected], command
         assert result.stdout == "", command
+
+
+@pytest.mark.parametrize("metabase_key", [True, False], ids=["file-names-metabase", "default"])
+def test_a_config_refused_for_its_sinks_creates_nothing(
+    tmp_path: Path, seo_exe: str, metabase_key: bool
+) -> None:
+    config = write_config(tmp_path, free_port())
+    text = config.read_text().replace('sink = "log"', 'sink = "header"')
+    text = text.replace('{ root = "mail" }', '{ rooot = "mail" }')
+    if not metabase_key:
+        text = text.replace('metabase = "var/seo-metabase.db"', "")
+    config.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
+    for command in (["serve", "--config"], ["config", "apply"]):
+        result = subprocess.run(
+            [seo_exe, *command, str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode == 1, command
+        errors = seo_errors(result)
+        assert len(errors) == 2, errors
+        assert "SinkClass 'header': no installed sink" in errors[0]
+        assert "SinkProperties.rooot 'mail': unknown property (did you mean 'root'?)" in errors[1]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["seo.toml"], command
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import sysconfig
@@ -88,3 +89,41 @@ def test_an_existing_folder_is_refused_and_left_alone(seo: RunSeo, tmp_path: Pat
     assert result.exit_code == 1
     assert result.output == f"seo: error: {mine} already exists; choose another NAME or --dir\n"
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_the_name_of_an_installed_sink_is_refused_naming_its_distribution(
+    seo: RunSeo, tmp_path: Path
+) -> None:
+    result = seo("sinks", "new", "log", "--dir", str(tmp_path))
+    assert result.exit_code == 1
+    version = importlib.metadata.version("seo-sink-log")
+    assert result.output == (
+        f"seo: error: a sink named 'log' is already installed, from seo-sink-log {version}; "
+        "a new package of that name would conflict with it once installed: "
+        "choose another NAME, or pass --force\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_writes_it_anyway(seo: RunSeo, tmp_path: Path) -> None:
+    result = seo("sinks", "new", "log", "--dir", str(tmp_path), "--force")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "seo-sink-log" / "seo_sink_log" / "__init__.py").is_file()
+
+
+def test_a_dir_whose_parent_does_not_exist_is_refused(seo: RunSeo, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "d"
+    result = seo("sinks", "new", "tagger", "--dir", str(target))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"seo: error: --dir '{target}': its parent folder {tmp_path / 'missing'} does not exist\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dir_that_does_not_exist_yet_is_made_when_its_parent_exists(
+    seo: RunSeo, tmp_path: Path
+) -> None:
+    result = seo("sinks", "new", "tagger", "--dir", str(tmp_path / "new"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "seo-sink-tagger" / "pyproject.toml").is_file()

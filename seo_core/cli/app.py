@@ -58,11 +58,17 @@ class State:
         return Path(DEFAULT_METABASE)
 
     def prepare_metabase_for(self, config: Config) -> Path:
-        """The metabase path for ``config``; a folder the file names for it is created.
+        """The metabase path for ``config``, once its sinks are checked; a folder the file names
+        for it is created.
 
+        The sinks are checked first (installed, handling the event, taking the properties), so
+        a file refused for its sinks creates nothing, neither folder nor metabase file.
         A config file that says where its metabase lives is a deployment's own layout (like its
         spool folders), so its folder is made; a path typed on the command line must exist.
         """
+        from seo_core.config import check_config
+
+        check_config(config, self.registry)
         path = self.metabase_path_for(config)
         if config.metabase is not None and path == config.metabase:
             try:

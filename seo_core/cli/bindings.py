@@ -17,7 +17,6 @@ from seo_core.cli.output import (
     echo_binding,
     echo_json,
     echo_table,
-    format_value,
     stats_json,
 )
 from seo_core.errors import SinkLoadError, SinkNotFoundError, ValidationError
@@ -107,6 +106,26 @@ def paths_from_here(
     return absolute_path_properties(properties, info.target, Path.cwd())
 
 
+def note_if_managed(binding: Binding) -> None:
+    """Say on stderr that a hand-made change to a config file's binding will not last.
+
+    The change is made all the same (an administrator may need it now), but the next apply of
+    that file makes the binding what the file says again, and that should be no surprise.
+    """
+    if binding.origin is None:
+        return
+    from seo_core.config import ORIGIN_PREFIX  # only for a binding that has an origin
+
+    if not binding.origin.startswith(ORIGIN_PREFIX):
+        return
+    file = binding.origin.removeprefix(ORIGIN_PREFIX)
+    click.echo(
+        f"seo: note: this binding comes from the config file {file}; the next "
+        f"`seo config apply` or `seo serve --config` of that file puts it back as the file says",
+        err=True,
+    )
+
+
 @cli.group()
 def bindings() -> None:
     """Manage bindings: which sink handles which event of which source."""
@@ -169,6 +188,9 @@ def add(
       seo bindings add smtp/1 OnArrival "Tag mail" headers \\
           --rule "mail from=*@example.com" --sink-prop 'add={"X-Tag" = "yes"}'
     """
+    if not name.strip():
+        # The metabase's own message says to omit the DisplayName; NAME cannot be omitted here.
+        raise ValidationError("NAME", name, "must not be empty; it is the binding's DisplayName")
     source_properties = _assignments("--source-prop", source_prop)
     if rule is not None:
         source_properties["Rule"] = rule
@@ -250,6 +272,7 @@ def remove(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         removed = metabase.remove_binding(parse_binding_ref(binding))
     click.echo(f"removed {describe(removed)}")
+    note_if_managed(removed)
 
 
 @bindings.command("enable", epilog=BINDING_HELP)
@@ -260,6 +283,7 @@ def enable(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         changed = metabase.set_enabled(parse_binding_ref(binding), True)
     click.echo(f"enabled {describe(changed)}")
+    note_if_managed(changed)
 
 
 @bindings.command("disable", epilog=BINDING_HELP)
@@ -270,6 +294,7 @@ def disable(state: State, binding: tuple[str, ...]) -> None:
     with state.open_metabase() as metabase:
         changed = metabase.set_enabled(parse_binding_ref(binding), False)
     click.echo(f"disabled {describe(changed)}")
+    note_if_managed(changed)
 
 
 def _split_prop_args(words: Sequence[str], tail: int, usage: str) -> tuple[BindingRef, list[str]]:
@@ -294,7 +319,8 @@ def _split_prop_args(words: Sequence[str], tail: int, usage: str) -> tuple[Bindi
 def set_prop(state: State, words: tuple[str, ...]) -> None:
     """Add or overwrite one property of a binding.
 
-    VALUE is read as a TOML literal when it is one (10, true, ["a", "b"]), else as text.
+    VALUE is read as a TOML literal when it is one (10, true, ["a", "b"]), else as text. The
+    line printed shows the value stored, as a TOML literal.
     """
     ref, (bag, key, value) = _split_prop_args(words, 3, "BINDING BAG KEY VALUE")
     with state.open_metabase() as metabase:
@@ -307,8 +333,12 @@ def set_prop(state: State, words: tuple[str, ...]) -> None:
         )
     if bag == "source" and key.casefold() == "rule":
         _warn_rule(changed.source, changed.event, changed.rule)
-    shown = format_value(changed.bag(bag)[key])
-    click.echo(f"set {bag} property {key} = {shown} on {describe(changed)}")
+    from seo_core.config import toml  # not for `seo --help`
+
+    # As a TOML literal: the syntax VALUE was typed in, so the line can be copied back.
+    shown = toml.value(changed.bag(bag)[key])
+    click.echo(f"set {bag} property {toml.key(key)} = {shown} on {describe(changed)}")
+    note_if_managed(changed)
 
 
 @bindings.command("del-prop", epilog=BINDING_HELP)
@@ -322,3 +352,4 @@ def del_prop(state: State, words: tuple[str, ...]) -> None:
             ref, bag, key, check=sink_check(state, allow_missing=True)
         )
     click.echo(f"deleted {bag} property {key} from {describe(changed)}")
+    note_if_managed(changed)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from seo_core.cli.app import State, cli, pass_state
-from seo_core.errors import ConfigError
+from seo_core.errors import ConfigError, UnmadeMetabaseError
 
 _SUMMARY = ("create", "update", "remove", "unchanged")
 _DONE = {"create": "created", "update": "updated", "remove": "removed", "unchanged": "unchanged"}
@@ -37,14 +37,19 @@ def apply(state: State, file: Path, dry_run: bool) -> None:
 
     config = load_config(file, require_listen=False)
     path = state.metabase_path_for(config)
-    if dry_run and not path.exists():
-        # A dry run must not create the metabase it would fill: plan against an empty one.
-        changes = plan_config(config, None, registry=state.registry)
+    if dry_run:
+        try:
+            metabase = state.open_metabase_at(path, create=False)
+        except UnmadeMetabaseError:
+            # A dry run must not make the metabase it would fill: plan against an empty one.
+            changes = plan_config(config, None, registry=state.registry)
+        else:
+            with metabase:
+                changes = apply_config(config, metabase, state.registry, dry_run=True)
     else:
-        if not dry_run:
-            path = state.prepare_metabase_for(config)
+        path = state.prepare_metabase_for(config)
         with state.open_metabase_at(path) as metabase:
-            changes = apply_config(config, metabase, state.registry, dry_run=dry_run)
+            changes = apply_config(config, metabase, state.registry)
     for change in changes:
         click.echo(str(change))
     counts = {action: sum(c.action == action for c in changes) for action in _SUMMARY}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import click
@@ -11,12 +12,52 @@ from seo_core.cli.app import State, cli, pass_state
 from seo_core.cli.output import echo_json, echo_table
 from seo_core.rules import EventFacts
 
+_ADDRESS = re.compile(r'^(?:"(?:[^"\\]|\\.)*"|[^\s"@<>()\[\],;:\\]+)@[^\s"@<>()\[\],;:\\]+$')
+"""``local@domain``: a dot-atom or quoted local part, a domain without spaces (IDN welcome)."""
+
+
+def _address(value: str, *, null: bool) -> str:
+    """One envelope address as a rule sees it; ``<...>`` is taken off, as SMTP writes it."""
+    text = value.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    if (null and text == "") or _ADDRESS.match(text):
+        return text
+    if not null and text.casefold() == "postmaster":
+        return text  # RCPT TO:<Postmaster> needs no domain (RFC 5321)
+    if null:
+        raise click.BadParameter(
+            f"{value!r} is not an address; give local@domain, or '' for the null sender <>"
+        )
+    raise click.BadParameter(f"{value!r} is not an address; give local@domain (or postmaster)")
+
+
+def _mail_from(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else _address(value, null=True)
+
+
+def _rcpt_to(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    return tuple(_address(item, null=False) for item in value)
+
 
 @cli.command("explain")
 @click.argument("source")
 @click.argument("event")
-@click.option("--mail-from", metavar="ADDRESS", help="The envelope sender ('' for <>).")
-@click.option("--rcpt-to", metavar="ADDRESS", multiple=True, help="An envelope recipient.")
+@click.option(
+    "--mail-from",
+    metavar="ADDRESS",
+    callback=_mail_from,
+    help="The envelope sender, local@domain ('' for <>).",
+)
+@click.option(
+    "--rcpt-to",
+    metavar="ADDRESS",
+    multiple=True,
+    callback=_rcpt_to,
+    help="An envelope recipient, local@domain; repeat for each.",
+)
 @click.option("--ehlo", metavar="HOST", help="The name the client gave in EHLO/HELO.")
 @click.option("--command", "verb", metavar="VERB", help="Protocol events: the SMTP command.")
 @click.option("--argument", metavar="TEXT", help="Protocol events: the command's argument.")

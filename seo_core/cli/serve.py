@@ -73,7 +73,8 @@ def serve(state: State, config_path: Path | None) -> None:
 
     def report(lines: list[str]) -> None:
         click.echo(
-            f"seo serving with metabase {metabase_path} (event loop: {event_loop.loop_name()})"
+            f"seo serving with metabase {metabase_path.absolute()} "
+            f"(event loop: {event_loop.loop_name()})"
         )
         for line in lines:
             click.echo(line)

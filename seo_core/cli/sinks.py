@@ -60,10 +60,19 @@ def list_(state: State, as_json: bool) -> None:
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(),
-    help="Where to create the package folder seo-sink-NAME (default: here).",
+    help="Where to create the package folder seo-sink-NAME (default: here); its parent must exist.",
 )
-def new(name: str, folder: Path) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write the package even though an installed sink already has the name NAME.",
+)
+@pass_state
+def new(state: State, name: str, folder: Path, force: bool) -> None:
     """Write a new sink package NAME: pyproject, module, README and tests.
+
+    A NAME an installed sink already has is refused (installed, the new package would conflict
+    with it), unless --force.
 
     \b
     The package passes its own tests as written; from there, change it:
@@ -71,12 +80,24 @@ def new(name: str, folder: Path) -> None:
       pip install -e . pytest && pytest
     """
     from seo_core.cli.scaffold import check_name, new_sink_package
-    from seo_core.errors import ValidationError
+    from seo_core.errors import ConflictError, ValidationError
 
     try:
         names = check_name(name)
     except ValidationError as exc:
         raise click.BadParameter(exc.reason, param_hint="NAME") from None
+    if not folder.exists() and not folder.parent.is_dir():
+        raise ValidationError(
+            "--dir", str(folder), f"its parent folder {folder.parent} does not exist"
+        )
+    if not force:
+        taken = _installed_as(state, names.name, names.distribution)
+        if taken:
+            raise ConflictError(
+                f"a sink named {names.name!r} is already installed, from {', '.join(taken)}; "
+                "a new package of that name would conflict with it once installed: "
+                "choose another NAME, or pass --force"
+            )
     target, written = new_sink_package(name, folder)
     click.echo(f"created {target}")
     for path in written:
@@ -85,6 +106,20 @@ def new(name: str, folder: Path) -> None:
         f"next: cd {target} && pip install -e . pytest && pytest; "
         f"`seo sinks list` then shows the sink {names.name!r}"
     )
+
+
+def _installed_as(state: State, name: str, distribution: str) -> list[str]:
+    """The installed distributions (with versions) that advertise a sink ``name``, or are
+    called ``distribution``: what a new package of that name would clash with."""
+    import contextlib
+    import importlib.metadata
+
+    found = {
+        f"{sink.distribution} {sink.version}" for sink in state.registry.sinks if sink.name == name
+    }
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        found.add(f"{distribution} {importlib.metadata.version(distribution)}")
+    return sorted(found)
 
 
 def sink_json(sink: SinkInfo) -> dict[str, Any]:

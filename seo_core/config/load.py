@@ -8,7 +8,6 @@ file, the line, the binding by its name and the key at fault.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import operator
 import os
@@ -28,10 +27,11 @@ from seo_core.errors import (
     ConfigError,
     ConfigFileError,
     SeoError,
-    UnknownEventError,
     ValidationError,
+    literal,
 )
 from seo_core.events.schema import Schema
+from seo_core.guids import parse_guid
 from seo_core.metabase import Binding, BindingSpec, validate_spec
 from seo_core.properties import PropertyValue
 from seo_core.registry import SinkRegistry
@@ -308,35 +308,66 @@ def _bindings(value: object, file: Path, locator: Locator, problems: Problems) -
         problems.add(locator.table("bindings"), "", "bindings: must be an array of [[bindings]]")
         return []
     specs: list[BindingSpec] = []
-    seen: dict[tuple[str, str, str | None], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}
     ids: dict[str, int] = {}
     for index, table in enumerate(value):
         spec = _binding(index, table, origin_for(file), locator, problems)
-        if spec is None:
+        if spec is not None:
+            specs.append(spec)
+        if not isinstance(table, dict):
             continue
-        context = binding_context(spec, index)
-        identity = (spec.source, spec.event, spec.display_name)
-        if spec.display_name is not None and identity in seen:
-            first = seen[identity]
-            first_line = locator.binding(first)
-            where = f", line {first_line}" if first_line else ""
-            problems.add(
-                locator.binding(index, "name"),
-                context,
-                f"name: {spec.source} {spec.event} {_quote(spec.display_name)} is declared "
-                f"twice (first as binding #{first + 1}{where})",
-            )
-        seen.setdefault(identity, index)
-        if spec.id is not None:
-            if spec.id in ids:
+        # Looked for in the table itself, not the checked spec: a binding with another fault
+        # (a bad expires, an unknown sink property) still has its name and id, and a clash
+        # between two of them is reported in the same run as that fault.
+        context = _table_context(table, index)
+        identity = _identity(table)
+        if identity is not None:
+            if identity in seen:
+                first = seen[identity]
+                first_line = locator.binding(first)
+                where = f", line {first_line}" if first_line else ""
+                problems.add(
+                    locator.binding(index, "name"),
+                    context,
+                    f"name: {identity[0]} {identity[1]} {_quote(identity[2])} is declared "
+                    f"twice (first as binding #{first + 1}{where})",
+                )
+            seen.setdefault(identity, index)
+        binding_id = _guid(table.get("id"))
+        if binding_id is not None:
+            if binding_id in ids:
                 problems.add(
                     locator.binding(index, "id"),
                     context,
-                    f"id: {spec.id} is also the id of binding #{ids[spec.id] + 1}",
+                    f"id: {binding_id} is also the id of binding #{ids[binding_id] + 1}",
                 )
-            ids.setdefault(spec.id, index)
-        specs.append(spec)
+            ids.setdefault(binding_id, index)
     return specs
+
+
+def _identity(table: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(source, event, name) in canonical form, or ``None`` if the table does not give them
+    (that fault is reported on its own)."""
+    source, event, name = table.get("source"), table.get("event"), table.get("name")
+    if not (isinstance(source, str) and isinstance(event, str) and isinstance(name, str)):
+        return None
+    if not name.strip():
+        return None
+    try:
+        parsed = parse_source(source)
+        return str(parsed), parsed.source_type.event(event).name, name
+    except ValidationError:
+        return None
+
+
+def _guid(value: object) -> str | None:
+    """The binding ID a table gives, canonical, or ``None`` if it gives no valid one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_guid(value)
+    except ValidationError:
+        return None
 
 
 def _binding(
@@ -350,10 +381,7 @@ def _binding(
     if not isinstance(table, dict):
         problems.add(locator.binding(index), f"binding #{index + 1}", "must be a table")
         return None
-    name = table.get("name")
-    context = (
-        f"binding {_quote(name)}" if isinstance(name, str) and name else f"binding #{index + 1}"
-    )
+    context = _table_context(table, index)
     bad: set[str] = set()
 
     def report(key: str | None, reason: str, prop: str | None = None) -> None:
@@ -380,6 +408,12 @@ def _binding(
         _report(problems, locator, index, context, exc, table)
         return None
     return None if bad else _normalized(binding, given_id=spec.id is not None)
+
+
+def _table_context(table: Mapping[str, Any], index: int) -> str:
+    """How a message names a binding table that may not have passed its checks."""
+    name = table.get("name")
+    return f"binding {_quote(name)}" if isinstance(name, str) and name else f"binding #{index + 1}"
 
 
 def _check_types(table: Mapping[str, Any], report: _Report) -> None:
@@ -413,17 +447,13 @@ def _check_types(table: Mapping[str, Any], report: _Report) -> None:
 
 
 def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
+    """What a value of the wrong type is: itself when short (``true``, ``1.5``, ``"x"``), as the
+    file wrote it, else its kind (``an array``, ``a table``)."""
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "a table"
-    return f"a {type(value).__name__}"
+    return literal(value)
 
 
 def _expires(value: object) -> datetime:
@@ -501,21 +531,7 @@ def _report(
         key, prop = _field_key(exc.field)
         if key in ("rule", "priority") and key not in table and "source_properties" in table:
             key, prop = "source_properties", exc.field
-    hint = ""
-    if isinstance(exc, UnknownEventError) and isinstance(table.get("source"), str):
-        hint = _event_hint(table["source"], str(exc.value))
-    problems.add(locator.binding(index, key, prop), context, f"{key}: {exc}{hint}")
-
-
-def _event_hint(source: str, event: str) -> str:
-    """`` (did you mean 'OnArrival'?)`` for a misspelt event name."""
-    try:
-        kind = parse_source(source).source_type
-    except ValidationError:
-        return ""
-    names = {name.casefold(): name for e in kind.events for name in (e.name, *e.aliases)}
-    close = difflib.get_close_matches(event.casefold(), list(names), n=1)
-    return f" (did you mean {names[close[0]]!r}?)" if close else ""
+    problems.add(locator.binding(index, key, prop), context, f"{key}: {exc}")
 
 
 def _field_key(field: str) -> tuple[str, str | None]:

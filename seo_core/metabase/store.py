@@ -26,6 +26,7 @@ from seo_core.errors import (
     MetabaseError,
     NotFoundError,
     SchemaTooNewError,
+    UnmadeMetabaseError,
     ValidationError,
 )
 from seo_core.guids import new_guid, parse_guid
@@ -92,7 +93,9 @@ class Metabase:
         """Open (and if needed create and migrate) the metabase at ``path``.
 
         A new file is created readable and writable by its owner only: bindings name the code
-        that runs inside the mail server.
+        that runs inside the mail server. With ``create=False`` (the commands that only read)
+        nothing is made: a missing file, an empty one or a SQLite database without seo's
+        tables is a :class:`MetabaseError`, and the file is left exactly as it was.
         """
         target = Path(path)
         _prepare_file(target, create=create)
@@ -104,12 +107,34 @@ class Metabase:
             raise MetabaseError(target, f"cannot open: {exc}") from exc
         metabase = cls(target, db)
         try:
+            if not create:
+                metabase._refuse_unmade()
             metabase._configure(busy_timeout)
             metabase._migrate()
         except BaseException:
             db.close()
             raise
         return metabase
+
+    def _refuse_unmade(self) -> None:
+        """Refuse a file that is not a metabase yet, before anything is written to it (even
+        switching to WAL mode writes): a listing must not turn an empty file into a metabase."""
+        try:
+            applied = migrations.applied_migrations(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise _translate(self.path, exc) from exc
+        if applied:
+            return
+        what = (
+            "an empty file"
+            if self.path.stat().st_size == 0
+            else "a SQLite database without seo's tables"
+        )
+        raise UnmadeMetabaseError(
+            self.path,
+            f"not a seo metabase yet ({what}); a command that changes bindings "
+            "(`seo bindings add`, `seo config apply`) makes it one",
+        )
 
     def _configure(self, busy_timeout: float) -> None:
         try:
@@ -658,7 +683,7 @@ def _prepare_file(path: Path, *, create: bool) -> None:
             raise MetabaseError(path, "is not a SQLite database")
         return
     if not create:
-        raise MetabaseError(path, "does not exist")
+        raise UnmadeMetabaseError(path, "does not exist")
     parent = path.parent
     if not parent.is_dir():
         raise MetabaseError(path, f"folder {parent} does not exist")

@@ -7,6 +7,7 @@ the value at fault. Nothing reaches the database unless all of it passes.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -23,6 +24,13 @@ from seo_core.properties import (
     is_env_ref,
 )
 from seo_core.rules import parse_rule
+
+SOURCE_PROPERTIES = ("Rule", "Priority")
+"""The SourceProperties the SMTP and NNTP sources read; any other name is a typo and refused."""
+
+BINDING_PROPERTIES = ("Timeout",)
+"""The EventBindingProperties seo reads. Others are free-form, but a close misspelling of one of
+these is refused: ``Timeot = 5`` would otherwise leave the default timeout, silently."""
 
 BAG_FIELDS = {
     "binding": "EventBindingProperties",
@@ -109,6 +117,13 @@ def _check_source_properties(
     result = dict(items)
     for name, value in items.items():
         folded = name.casefold()
+        if folded not in {known.casefold() for known in SOURCE_PROPERTIES}:
+            raise ValidationError(
+                f"SourceProperties.{name}",
+                value,
+                f"unknown property{_hint(name, SOURCE_PROPERTIES)}; "
+                f"sources read only: {', '.join(SOURCE_PROPERTIES)}",
+            )
         if folded == "priority":
             result[name] = parse_priority(value)
         elif folded == "rule":
@@ -120,10 +135,26 @@ def _check_source_properties(
 
 
 def _check_binding_properties(items: dict[str, PropertyValue]) -> None:
+    known = {name.casefold() for name in BINDING_PROPERTIES}
     for name, value in items.items():
+        hint = _hint(name, BINDING_PROPERTIES, cutoff=0.8)
+        if name.casefold() not in known and hint:
+            raise ValidationError(
+                f"EventBindingProperties.{name}",
+                value,
+                f"unknown property{hint}; seo reads {', '.join(BINDING_PROPERTIES)}, "
+                "other names are free-form",
+            )
         if name.casefold() == "timeout" and (
             isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
         ):
             raise ValidationError(
                 "EventBindingProperties.Timeout", value, "must be a number of seconds > 0"
             )
+
+
+def _hint(name: str, known: tuple[str, ...], *, cutoff: float = 0.6) -> str:
+    """`` (did you mean 'Priority'?)`` when ``name`` is close to one of ``known``."""
+    folded = {k.casefold(): k for k in known}
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=cutoff)
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""

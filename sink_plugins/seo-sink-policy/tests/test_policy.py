@@ -362,7 +362,7 @@ def seo(metabase: Path, *args: str) -> tuple[int, str]:
         pytest.param(
             "OnInboundCommand",
             ['text="a\\r\\n250 ok"'],
-            "SinkProperties.text 'a\\r\\n250 ok': must be one line",
+            'SinkProperties.text "a\\r\\n250 ok": must be one line',
             id="text-two-lines",
         ),
         pytest.param("OnInboundCommand", ["drop=yes"], "SinkProperties.drop", id="drop-text"),
