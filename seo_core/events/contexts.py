@@ -8,6 +8,8 @@ are part of the sink API: they stay.
 from __future__ import annotations
 
 import email
+import email.errors
+import email.message
 import email.policy
 import enum
 import hashlib
@@ -180,6 +182,59 @@ MESSAGE_POLICY = _MessagePolicy(
 their original folding (and their bytes) when the message is written out again."""
 
 
+MAX_MIME_DEPTH = 100
+"""MIME parts nested deeper than this are not parsed into parts (real mail nests a few levels;
+the email package recurses once per level, and fails to write a message back at about 250)."""
+
+
+class BodyNotParsedDefect(email.errors.MessageDefect):
+    """The message's parts nest too deeply to parse: its headers were read, its body was not.
+
+    Sinks can still read and change the headers; the body is delivered as received.
+    """
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """``raw`` as an editable message; one nested too deeply is read as its header block only,
+    with a :class:`BodyNotParsedDefect`, so that sinks still see and change its headers."""
+    try:
+        message = email.message_from_bytes(raw, policy=MESSAGE_POLICY)
+        if _mime_depth(message) <= MAX_MIME_DEPTH:
+            assert isinstance(message, EmailMessage)
+            return message
+    except RecursionError:
+        pass
+    head = _header_block(raw)
+    message = email.message_from_bytes(head, policy=MESSAGE_POLICY)
+    assert isinstance(message, EmailMessage)
+    message.set_payload("")  # the body is the received one (see body_not_parsed)
+    message.defects.append(BodyNotParsedDefect(f"parts nested over {MAX_MIME_DEPTH} levels"))
+    return message
+
+
+def body_not_parsed(message: EmailMessage) -> bool:
+    """Whether ``message`` holds only the headers of the message received (see parse_message)."""
+    return any(isinstance(defect, BodyNotParsedDefect) for defect in message.defects)
+
+
+def _header_block(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    return raw if end < 0 else raw[: end + 4]
+
+
+def _mime_depth(message: email.message.Message) -> int:
+    """How deep the parts of ``message`` nest, counted without recursion."""
+    deepest = 0
+    waiting: list[tuple[Any, int]] = [(message, 1)]
+    while waiting:
+        part, depth = waiting.pop()
+        deepest = max(deepest, depth)
+        payload = part.get_payload() if isinstance(part, email.message.Message) else None
+        if isinstance(payload, list):
+            waiting.extend((child, depth + 1) for child in payload)
+    return deepest
+
+
 class _ParsedOnFirstUse:
     """The ``message`` of a transport event, parsed from ``raw`` only when a sink asks for it.
 
@@ -196,7 +251,7 @@ class _ParsedOnFirstUse:
         if message is None:
             if event.raw is None:
                 raise AttributeError("this event carries neither a message nor its bytes")
-            message = email.message_from_bytes(event.raw, policy=MESSAGE_POLICY)
+            message = parse_message(event.raw)
             event.__dict__["_message"] = message
         event.__dict__["message_used"] = True
         return message

@@ -160,6 +160,39 @@ def test_an_arrival_sink_adds_a_header_and_the_rest_stays_byte_for_byte(
     )
 
 
+def nested(levels: int) -> bytes:
+    """A message whose multipart parts nest ``levels`` deep."""
+    parts = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (n, n + 1)
+        for n in range(levels)
+    )
+    head = b"Subject: deep\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    return head + parts + b"\xe9nd\r\n"
+
+
+@pytest.mark.parametrize("levels", [300, 1500], ids=["too-deep-to-write", "too-deep-to-parse"])
+def test_a_sink_tags_a_message_nested_too_deep_to_parse_and_its_body_stays_as_sent(
+    metabase: Metabase,
+    metabase_path: Path,
+    bound_store: str,
+    tmp_path: Path,
+    mailboxes: Path,
+    levels: int,
+) -> None:
+    """The email package recurses once per level: such a message is read as its headers, so a
+    header sink still works on it, and it is delivered, not stuck in the queue."""
+    bind(metabase, "OnArrival", "test-tag", sink_properties={"value": "tagged"})
+    body = nested(levels)
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.sendmail("a@example.net", ["bob@example.com"], body)
+        smtp.wait_idle()
+    (stored,) = delivered(mailboxes, "bob@example.com")
+    assert without_trace(stored) == body.replace(
+        b"\r\n\r\n", b"\r\nX-Seo-Tagged: tagged\r\n\r\n", 1
+    )
+
+
 @pytest.mark.parametrize("status", ["abort", "badmail"], ids=["abort", "badmail"])
 def test_status_abort_discards_and_badmail_keeps_aside(
     metabase: Metabase,

@@ -11,7 +11,6 @@ retried on the source's retry schedule, then the message goes to badmail with th
 from __future__ import annotations
 
 import asyncio
-import email
 from email import errors
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +24,8 @@ from seo_core.events.contexts import (
     MessageEvent,
     MessageStatus,
     TrackEvent,
+    body_not_parsed,
+    parse_message,
 )
 from seo_core.rules import EventFacts
 from seo_core.sources.smtp.flush import flush_paths
@@ -96,8 +97,10 @@ class Content:
         if self.message is None:
             return self.raw
         written = self.message.as_bytes(policy=MESSAGE_POLICY)
-        untouched = email.message_from_bytes(self.raw, policy=MESSAGE_POLICY)
-        assert isinstance(untouched, EmailMessage)
+        if body_not_parsed(self.message):
+            head = written.partition(b"\r\n\r\n")[0]
+            return head + b"\r\n\r\n" + self.raw.partition(b"\r\n\r\n")[2]
+        untouched = parse_message(self.raw)
         untouched_bytes = untouched.as_bytes(policy=MESSAGE_POLICY)
         if untouched_bytes == self.raw or not _plain_header_block(untouched):
             return written

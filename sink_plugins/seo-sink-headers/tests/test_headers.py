@@ -234,6 +234,22 @@ def test_an_edit_of_an_unread_message_hands_the_source_the_edited_message(
     assert written(event) == HEAD + b"\r\nX-Seo-Tagged: yes\r\n\r\n" + BODY
 
 
+def test_set_replaces_a_forged_value_even_in_a_message_nested_too_deep_to_parse(
+    tmp_path: Path, registry: SinkRegistry
+) -> None:
+    """A client cannot keep its own X-Seo-Tagged by nesting MIME parts 1,500 deep: the
+    message is read as its headers, and the sink sets the value all the same."""
+    parts = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (n, n + 1)
+        for n in range(1500)
+    )
+    data = b"X-Seo-Tagged: forged\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + parts
+    event, _ = fire(
+        tmp_path, registry, {"set": {"X-Seo-Tagged": "yes"}}, event=arrival_from_bytes(data)
+    )
+    assert event.message.get_all("X-Seo-Tagged") == ["yes"]
+
+
 def test_nothing_to_change_leaves_an_unread_message_unread(
     tmp_path: Path, registry: SinkRegistry
 ) -> None:
