@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,37 @@ def test_a_sink_tags_a_message_nested_too_deep_to_parse_and_its_body_stays_as_se
     assert without_trace(stored) == body.replace(
         b"\r\n\r\n", b"\r\nX-Seo-Tagged: tagged\r\n\r\n", 1
     )
+
+
+class Breaks:
+    """A buggy sink: it puts something that is not an address among the recipients."""
+
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent) -> None:
+        event.recipients.append(None)  # type: ignore[arg-type]
+
+
+def test_a_message_that_fails_outside_the_sinks_at_every_try_goes_to_badmail(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    """Retried on the schedule (the fault might pass), then kept aside with the error: every
+    accepted message ends delivered, aborted or in badmail, not retried for ever."""
+    bind(metabase, "OnArrival", "test-breaks")
+    spool = tmp_path / "spool"
+    registry = registry_with(**SINKS, **{"test-breaks": Breaks})
+    settings = {"retry_schedule": [0.05, 0.05]}
+    with running_smtp(metabase_path, registry, spool=spool, settings=settings) as smtp:
+        send(smtp.port, ["bob@example.com"])
+        deadline = time.monotonic() + 20
+        while not list((spool / "badmail").glob("*.json")):
+            assert time.monotonic() < deadline, "the message never went to badmail"
+            time.sleep(0.05)
+        smtp.wait_idle()
+    assert Spool(spool).pending() == []
+    assert delivered(mailboxes, "bob@example.com") == []
+    (envelope,) = [json.loads(p.read_text()) for p in (spool / "badmail").glob("*.json")]
+    assert envelope["reason"].startswith("delivery failed 3 times outside the sinks: ")
+    assert "AttributeError" in envelope["reason"]
 
 
 @pytest.mark.parametrize("status", ["abort", "badmail"], ids=["abort", "badmail"])

@@ -248,6 +248,10 @@ class Pipeline:
         else:
             schedule = self.source.settings.retry_schedule
             troubles = self._troubles.get(message_id, 0)
+            if troubles >= len(schedule) and not isinstance(exc, OSError):
+                # Not the disk, which comes back, but a fault that came back at every try.
+                self._give_up(message_id, exc, troubles + 1)
+                return
             self._troubles[message_id] = troubles + 1
             retry_in = schedule[min(troubles, len(schedule) - 1)]
             self._retries[message_id] = asyncio.get_running_loop().call_later(
@@ -260,6 +264,24 @@ class Pipeline:
             error=f"{type(exc).__name__}: {exc}",
             retry_in=retry_in,
             exc_info=not isinstance(exc, OSError),  # a bug needs its traceback, a disk does not
+        )
+
+    def _give_up(self, message_id: str, exc: Exception, tries: int) -> None:
+        """Keep a message aside that fails outside the sinks at every try, with the error."""
+        self._troubles.pop(message_id, None)
+        spool = self.source.spool
+        envelope, data = spool.load(message_id)
+        envelope.reason = (
+            f"delivery failed {tries} times outside the sinks: {type(exc).__name__}: {exc}"
+        )
+        path = spool.to_badmail(envelope, data)
+        log.error(
+            "smtp_message_badmail",
+            source=self.source.name,
+            message_id=message_id,
+            reason=envelope.reason,
+            path=str(path),
+            exc_info=exc,
         )
 
     @property
