@@ -138,6 +138,7 @@ class TestLoad:
             "spool": folder / "var/spool/smtp-1",
             "max_message_size": 10_485_760,
             "max_recipients": 100,
+            "max_connections": 100,
             "retry_schedule": (1.0, 5.0, 30.0, 120.0, 600.0),
             "shutdown_timeout": 30.0,
             "delivery": "process",

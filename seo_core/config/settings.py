@@ -152,6 +152,7 @@ SOURCE_KEYS: dict[str, dict[str, _Key]] = {
         "spool": _Key(_path, _in_folder("var/spool/smtp-{n}")),
         "max_message_size": _Key(_positive_int, _const(10_485_760)),
         "max_recipients": _Key(_positive_int, _const(100)),
+        "max_connections": _Key(_positive_int, _const(100)),
         "retry_schedule": _Key(_schedule, _const((1.0, 5.0, 30.0, 120.0, 600.0))),
         "shutdown_timeout": _Key(_positive_number, _const(30.0)),
         "delivery": _Key(_one_of("process", "inline"), _const("process")),

@@ -49,6 +49,25 @@ def segments(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "journal").glob("*.log"))
 
 
+def test_a_group_of_messages_in_pieces_reads_back_whole_after_a_restart(tmp_path: Path) -> None:
+    """The listener hands the trace line and the message as two pieces, written in a row."""
+    spool = opened(tmp_path)
+    contents = [
+        (b"Received: by mx\r\n", b"Subject: one\r\n\r\n" + b"x" * 100_000),
+        (b"", b"Subject: two\r\n\r\n2\r\n"),
+        b"Subject: three\r\n\r\n3\r\n",
+    ]
+    messages = [(envelope(("bob@example.com",)), content) for content in contents]
+    for (message, _), location in zip(messages, spool.accept_group(messages), strict=True):
+        assert spool.track(message, location)
+    spool.close()
+
+    again = opened(tmp_path)
+    loaded = [again.load(message.id)[1] for message, _ in messages]
+    assert loaded == [c if isinstance(c, bytes) else b"".join(c) for c in contents]
+    again.close()
+
+
 def test_an_accepted_message_is_there_after_a_restart_byte_for_byte(tmp_path: Path) -> None:
     spool = opened(tmp_path)
     content = b"Subject: hi\r\n\r\n" + bytes(range(256)) * 10

@@ -367,6 +367,37 @@ def test_clients_resetting_mid_data(server: RunningSmtp, caplog: pytest.LogCaptu
     assert current < 2_000_000
 
 
+def test_a_connection_over_max_connections_is_told_421_and_a_later_one_is_served(
+    metabase_path: Path, metabase: Metabase, bound_store: str, tmp_path: Path
+) -> None:
+    """Each session may hold a message in memory: the limit bounds the listener's memory."""
+    with running_smtp(
+        metabase_path,
+        registry_with(),
+        spool=tmp_path / "spool",
+        settings={"max_connections": 3},
+    ) as smtp:
+        held = [Dialogue(smtp.port) for _ in range(3)]
+        with socket.create_connection(("127.0.0.1", smtp.port), timeout=10) as extra:
+            assert extra.makefile("rb").readline() == (
+                b"421 4.7.0 Too many connections; try again later\r\n"
+            )
+            assert extra.recv(1) == b""  # closed
+        for talk in held:
+            assert talk.command(b"NOOP") == b"250 2.0.0 OK"
+        held.pop().close()
+
+        async def sessions() -> int:
+            return len(smtp.source.sessions)
+
+        while smtp.server.call(sessions()) > 2:  # the server sees the close
+            smtp.server.call(asyncio.sleep(0.01))
+        again = Dialogue(smtp.port)
+        assert again.command(b"NOOP") == b"250 2.0.0 OK"
+        for talk in [*held, again]:
+            talk.close()
+
+
 class AcceptRecipients:
     """OnInboundCommand: answers every RCPT with 250, as a sink that allows relaying would."""
 

@@ -118,19 +118,20 @@ class SmtpHandler:
         info = server.state.info
         message_id = new_message_id()
         received_at = time.time()
-        content = received_header(server, message_id, envelope.rcpt_tos, received_at) + content
+        trace = received_header(server, message_id, envelope.rcpt_tos, received_at)
         accepted = Envelope(
             id=message_id,
             mail_from=envelope.mail_from or "",
             recipients=list(envelope.rcpt_tos),
             received_at=received_at,
-            size=len(content),
+            size=len(trace) + len(content),
             ehlo=info.ehlo_name,
             peer=None if info.peer is None else f"{info.peer[0]}:{info.peer[1]}",
         )
         try:
             assert self.source.accepts is not None
-            location = await self.source.accepts.commit((accepted, content))
+            # The trace line and the message as two pieces: a large message is not copied.
+            location = await self.source.accepts.commit((accepted, (trace, content)))
         except (OSError, RuntimeError) as exc:
             log.error("smtp_spool_failed", source=self.source.name, error=str(exc))
             return "451 4.3.0 Could not store the message; try again later"

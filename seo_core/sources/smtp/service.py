@@ -66,7 +66,9 @@ class SmtpSource:
     def new_session_id(self) -> str:
         return f"{self._prefix}-{next(self._session_ids)}"
 
-    def _protocol(self) -> SeoSMTP:
+    def _protocol(self) -> SeoSMTP | _TooMany:
+        if len(self.sessions) >= self.settings.max_connections:
+            return _TooMany(self)
         return SeoSMTP(
             self.handler,
             self,
@@ -150,3 +152,25 @@ class SmtpSource:
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.name, "address": self.address}
+
+
+class _TooMany(asyncio.Protocol):
+    """A connection over ``max_connections``: told 421 at once and closed (RFC 5321, 3.8).
+
+    Every session may hold a message of up to ``max_message_size`` in memory while it
+    arrives; the limit is what bounds the listener's memory.
+    """
+
+    def __init__(self, source: SmtpSource) -> None:
+        self.source = source
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"421 4.7.0 Too many connections; try again later\r\n")
+        transport.close()
+        log.info(
+            "smtp_session_refused",
+            source=self.source.name,
+            reason="max_connections",
+            sessions=len(self.source.sessions),
+        )

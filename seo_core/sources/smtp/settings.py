@@ -14,6 +14,7 @@ from seo_core.config.settings import parse_listen
 DEFAULT_RETRY_SCHEDULE = (1.0, 5.0, 30.0, 120.0, 600.0)
 DEFAULT_MAX_MESSAGE_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 100
+DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DELIVERY_MODES = ("process", "inline")
 """Where accepted messages are delivered: a process of the source's own, or the listener's."""
@@ -31,6 +32,8 @@ class SmtpSettings:
     spool: Path = Path("var/spool/smtp-1")
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = DEFAULT_MAX_RECIPIENTS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Sessions at once; more are told 421 (each may hold a message of max_message_size)."""
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     delivery: str = "process"
@@ -56,6 +59,7 @@ class SmtpSettings:
             spool=Path(settings.get("spool") or f"var/spool/smtp-{instance}"),
             max_message_size=int(settings.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE)),
             max_recipients=int(settings.get("max_recipients", DEFAULT_MAX_RECIPIENTS)),
+            max_connections=int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
             retry_schedule=tuple(
                 float(s) for s in settings.get("retry_schedule", DEFAULT_RETRY_SCHEDULE)
             ),
@@ -73,6 +77,7 @@ class SmtpSettings:
             "spool": str(self.spool),
             "max_message_size": self.max_message_size,
             "max_recipients": self.max_recipients,
+            "max_connections": self.max_connections,
             "retry_schedule": list(self.retry_schedule),
             "shutdown_timeout": self.shutdown_timeout,
             "delivery": self.delivery,
