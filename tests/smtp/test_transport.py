@@ -248,6 +248,7 @@ def test_status_abort_discards_and_badmail_keeps_aside(
         eml, meta = kept
         assert without_trace(eml.read_bytes()) == BODY
         assert json.loads(meta.read_text())["reason"] == "policy says so"
+        assert meta.read_text().count("\n") == 1  # one JSON line, ended: `cat` shows it whole
 
 
 def test_categorize_expands_aliases_and_drops_unknown_recipients(

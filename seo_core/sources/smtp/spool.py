@@ -460,7 +460,7 @@ class Spool:
         Both files are written under temporary names first, so ``badmail/`` only ever holds
         whole pairs; if that fails (a full disk), nothing is left and the message stays queued.
         """
-        files = ((".eml", content), (".json", envelope.to_json()))
+        files = ((".eml", content), (".json", envelope.to_json() + b"\n"))
         parts = [self.badmail / f".{envelope.id}{suffix}.part" for suffix, _ in files]
         try:
             for part, (_, data) in zip(parts, files, strict=True):
