@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import tempfile
 from pathlib import Path
@@ -446,101 +447,42 @@ class TestBadInput:
                 "Priority true: must be an integer",
             ),
             (
-                [
-                    "bindings",
-                    "add",
-                    "smtp/1",
-                    "OnArrival",
-                    "X",
-                    "log",
-                    "--binding-prop",
-                    "Timeout=true",
-                ],
+                shlex.split("bindings add smtp/1 OnArrival X log --binding-prop Timeout=true"),
                 1,
                 "EventBindingProperties.Timeout true: must be a number of seconds",
             ),
             (
-                [
-                    "bindings",
-                    "set-prop",
-                    "smtp/1",
-                    "OnArrival",
-                    "Tag mail",
-                    "binding",
-                    "Timeout",
-                    "[1.5]",
-                ],
+                shlex.split(
+                    "bindings set-prop smtp/1 OnArrival 'Tag mail' binding Timeout '[1.5]'"
+                ),
                 1,
                 "EventBindingProperties.Timeout [1.5]: must be",
             ),
             (
-                [
-                    "bindings",
-                    "add",
-                    "smtp/1",
-                    "OnArrival",
-                    "X",
-                    "log",
-                    "--source-prop",
-                    "Priorty=5",
-                ],
+                shlex.split("bindings add smtp/1 OnArrival X log --source-prop Priorty=5"),
                 1,
                 "SourceProperties.Priorty 5: unknown property (did you mean 'Priority'?); "
                 "sources read only: Rule, Priority",
             ),
             (
-                [
-                    "bindings",
-                    "add",
-                    "smtp/1",
-                    "OnArrival",
-                    "X",
-                    "log",
-                    "--source-prop",
-                    "Color=red",
-                ],
+                shlex.split("bindings add smtp/1 OnArrival X log --source-prop Color=red"),
                 1,
                 "SourceProperties.Color 'red': unknown property; sources read only: Rule, Priority",
             ),
             (
-                [
-                    "bindings",
-                    "add",
-                    "smtp/1",
-                    "OnArrival",
-                    "X",
-                    "log",
-                    "--binding-prop",
-                    "Timeot=5",
-                ],
+                shlex.split("bindings add smtp/1 OnArrival X log --binding-prop Timeot=5"),
                 1,
                 "EventBindingProperties.Timeot 5: unknown property (did you mean 'Timeout'?)",
             ),
             (
-                [
-                    "bindings",
-                    "set-prop",
-                    "smtp/1",
-                    "OnArrival",
-                    "Tag mail",
-                    "source",
-                    "Rulle",
-                    "mail from=*",
-                ],
+                shlex.split(
+                    "bindings set-prop smtp/1 OnArrival 'Tag mail' source Rulle 'mail from=*'"
+                ),
                 1,
                 "SourceProperties.Rulle 'mail from=*': unknown property (did you mean 'Rule'?)",
             ),
             (
-                [
-                    "bindings",
-                    "set-prop",
-                    "smtp/1",
-                    "OnArrival",
-                    "Tag mail",
-                    "binding",
-                    "timout",
-                    "5",
-                ],
+                shlex.split("bindings set-prop smtp/1 OnArrival 'Tag mail' binding timout 5"),
                 1,
                 "EventBindingProperties.timout 5: unknown property (did you mean 'Timeout'?)",
             ),

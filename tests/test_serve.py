@@ -685,6 +685,25 @@ def test_delivery_priority_normal_runs_delivery_as_the_server(tmp_path: Path, se
         assert server.stop() == 0
 
 
+def serve_and_apply(
+    seo_exe: str, config: Path
+) -> Iterator[tuple[str, subprocess.CompletedProcess[str]]]:
+    """``seo serve --config`` and ``seo config apply`` of ``config``, from its folder, with no
+    SEO_METABASE: the file alone says where the metabase is."""
+    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
+    for command in (["serve", "--config"], ["config", "apply"]):
+        result = subprocess.run(
+            [seo_exe, *command, str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=config.parent,
+            env=env,
+        )
+        yield " ".join(command), result
+
+
 def seo_errors(result: subprocess.CompletedProcess[str]) -> list[str]:
     """What ``seo`` said went wrong, in its own words; a traceback fails the test."""
     assert "Traceback" not in result.stderr, result.stderr
@@ -713,17 +732,7 @@ def test_a_metabase_folder_that_cannot_be_made_is_one_line_naming_the_line(
     )
     path = metabase if metabase.startswith("/") else f"{tmp_path}/{metabase}"
     expected = f"seo: error: {config}:2: metabase {path}: {reason.format(folder=tmp_path)}"
-    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
-    for command in (["serve", "--config"], ["config", "apply"]):
-        result = subprocess.run(
-            [seo_exe, *command, str(config)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=tmp_path,
-            env=env,
-        )
+    for command, result in serve_and_apply(seo_exe, config):
         assert result.returncode == 1, command
         assert seo_errors(result) == [expected], command
         assert result.stdout == "", command
@@ -739,17 +748,7 @@ def test_a_config_refused_for_its_sinks_creates_nothing(
     if not metabase_key:
         text = text.replace('metabase = "var/seo-metabase.db"', "")
     config.write_text(text)
-    env = {k: v for k, v in os.environ.items() if k != "SEO_METABASE"}
-    for command in (["serve", "--config"], ["config", "apply"]):
-        result = subprocess.run(
-            [seo_exe, *command, str(config)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=tmp_path,
-            env=env,
-        )
+    for command, result in serve_and_apply(seo_exe, config):
         assert result.returncode == 1, command
         errors = seo_errors(result)
         assert len(errors) == 2, errors

@@ -186,19 +186,26 @@ class Pipeline:
             self._suspects_done.set()
 
     def _quarantine(self, message_id: str) -> None:
+        crashes = self.source.spool.crashes(message_id)
+        self._set_aside(
+            message_id,
+            f"delivery ended abruptly {crashes} times while this message was in hand (a sink "
+            "may crash on it); kept aside so that other mail goes on",
+        )
+
+    def _set_aside(self, message_id: str, reason: str, error: Exception | None = None) -> None:
+        """Move a message that cannot go on to badmail, with ``reason``, from the worker."""
         spool = self.source.spool
         envelope, data = spool.load(message_id)
-        envelope.reason = (
-            f"delivery ended abruptly {spool.crashes(message_id)} times while this message was "
-            "in hand (a sink may crash on it); kept aside so that other mail goes on"
-        )
+        envelope.reason = reason
         path = spool.to_badmail(envelope, data)
         log.error(
             "smtp_message_badmail",
             source=self.source.name,
             message_id=message_id,
-            reason=envelope.reason,
+            reason=reason,
             path=str(path),
+            exc_info=error or False,
         )
 
     async def run(self) -> None:
@@ -269,20 +276,8 @@ class Pipeline:
     def _give_up(self, message_id: str, exc: Exception, tries: int) -> None:
         """Keep a message aside that fails outside the sinks at every try, with the error."""
         self._troubles.pop(message_id, None)
-        spool = self.source.spool
-        envelope, data = spool.load(message_id)
-        envelope.reason = (
-            f"delivery failed {tries} times outside the sinks: {type(exc).__name__}: {exc}"
-        )
-        path = spool.to_badmail(envelope, data)
-        log.error(
-            "smtp_message_badmail",
-            source=self.source.name,
-            message_id=message_id,
-            reason=envelope.reason,
-            path=str(path),
-            exc_info=exc,
-        )
+        reason = f"delivery failed {tries} times outside the sinks: {type(exc).__name__}: {exc}"
+        self._set_aside(message_id, reason, exc)
 
     @property
     def busy(self) -> bool:
