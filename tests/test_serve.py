@@ -479,18 +479,23 @@ def test_stopping_with_a_backlog_delivers_each_message_once_over_two_runs(
             assert client.sendmail("a@example.net", ["ivy@example.com"], body) == {}
     wait_for(lambda: len(maildir_files(tmp_path / "mail", "ivy@example.com")) >= 2)
     assert server.stop() == 0  # stops in the middle of deliveries, most messages still queued
-    assert Spool(tmp_path / "var" / "spool").pending()
-
-    server = Server(seo_exe, config)
-    try:
-        wait_for(lambda: not Spool(tmp_path / "var" / "spool").pending(), timeout=60)
-    finally:
-        assert server.stop() == 0
+    serve_until_the_spool_is_empty(seo_exe, config)
     stored = [
         without_trace(path.read_bytes()).decode().splitlines()[0]
         for path in maildir_files(tmp_path / "mail", "ivy@example.com")
     ]
     assert sorted(stored) == sorted(f"Subject: {s}" for s in subjects)
+
+
+def serve_until_the_spool_is_empty(seo_exe: str, config: Path) -> None:
+    """Start ``seo serve`` again on a spool that a stop left messages in, until it is empty."""
+    spool = Spool(config.parent / "var" / "spool")
+    assert spool.pending()
+    server = Server(seo_exe, config)
+    try:
+        wait_for(lambda: not spool.pending(), timeout=60)
+    finally:
+        assert server.stop() == 0
 
 
 class SlowAfterDelivery(http.server.BaseHTTPRequestHandler):
@@ -535,12 +540,7 @@ sink_properties = {{ url = "{url}", timeout = 25, retries = 0 }}
         wait_for(lambda: maildir_files(tmp_path / "mail", "kim@example.com"))
         assert server.stop() == 0
         assert '"smtp_delivery_process_killed"' in server.logged()
-        assert Spool(tmp_path / "var" / "spool").pending()
-        server = Server(seo_exe, config)
-        try:
-            wait_for(lambda: not Spool(tmp_path / "var" / "spool").pending(), timeout=60)
-        finally:
-            assert server.stop() == 0
+        serve_until_the_spool_is_empty(seo_exe, config)
     finally:
         receiver.shutdown()
         receiver.server_close()
