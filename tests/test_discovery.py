@@ -496,22 +496,21 @@ def test_a_sink_installed_in_editable_mode_is_found_by_a_running_process(
     binding names a sink it has not seen)."""
     made = make_env("env-editable")
     project = write_project(tmp_path, "seo-sink-probe-good")
-    running = subprocess.Popen(
+    with subprocess.Popen(
         [str(made.python), "-c", RESCAN_AFTER_INPUT, str(project)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert running.stdout is not None
-        assert running.stdout.readline() == "ready\n"
-        made.install("--editable", project)
-        out, err = running.communicate("go\n", timeout=60)
-    finally:
-        if running.poll() is None:
-            running.kill()
-            running.wait()
+    ) as running:  # the with closes its pipes, whatever fails
+        try:
+            assert running.stdout is not None
+            assert running.stdout.readline() == "ready\n"
+            made.install("--editable", project)
+            out, err = running.communicate("go\n", timeout=60)
+        finally:
+            if running.poll() is None:
+                running.kill()
     assert running.returncode == 0, err
     result = json.loads(out.splitlines()[-1])
     assert result == {"before": [], "status": "ok", "error": None, "paths": 1}
