@@ -16,6 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from seo_core.sources import event_loop
+
 if TYPE_CHECKING:
     from seo_core.registry import SinkRegistry
     from seo_core.sources.nntp.service import NntpSource
@@ -26,10 +28,14 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    """An event loop in a thread, running the sources of one test."""
+    """An event loop in a thread, running the sources of one test.
+
+    The loop is the one ``seo serve`` runs on (uvloop where installed, see
+    :mod:`seo_core.sources.event_loop`), so tests exercise what production runs.
+    """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = event_loop.new_loop()
         self._thread = threading.Thread(target=self._run, name="seo-test-server", daemon=True)
         self._thread.start()
 

@@ -37,6 +37,12 @@ def _factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return None
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind :func:`loop_name` names (for a loop run by hand)."""
+    factory = _factory()
+    return asyncio.new_event_loop() if factory is None else factory()
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Like :func:`asyncio.run`, on the loop :func:`loop_name` names."""
     with asyncio.Runner(loop_factory=_factory()) as runner:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -165,8 +165,10 @@ class _TooMany(asyncio.Protocol):
         self.source = source
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(b"421 4.7.0 Too many connections; try again later\r\n")
+        # A stream transport, though not an asyncio.WriteTransport on every loop (uvloop's is not).
+        cast(asyncio.WriteTransport, transport).write(
+            b"421 4.7.0 Too many connections; try again later\r\n"
+        )
         transport.close()
         log.info(
             "smtp_session_refused",
