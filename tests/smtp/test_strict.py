@@ -175,6 +175,33 @@ class TestSize:
         assert metabase.binding(arrivals_bound).fire_count == 1
         assert len(delivered(mailboxes, "bob@example.com")) == 1
 
+    def test_a_command_line_over_512_octets_gets_500_with_its_enhanced_code(
+        self, server: RunningSmtp
+    ) -> None:
+        """RFC 5321, 4.5.3.1.4; the reply comes before the line is a command, so the code is
+        not the previous command's (EHLO, whose replies have none)."""
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(b"MAIL FROM:<" + b"a" * 2000 + b"@example.net>") == (
+            b"500 5.5.2 Command line too long"
+        )
+        assert talk.command(b"NOOP") == b"250 2.0.0 OK"  # the session goes on
+        talk.close()
+
+    def test_a_data_line_over_1000_octets_refuses_the_message_with_its_enhanced_code(
+        self, server: RunningSmtp, mailboxes: Path
+    ) -> None:
+        talk = open_transaction(server.port)
+        talk.send(b"Subject: long\r\n\r\n" + b"z" * 1200 + b"\r\n.\r\n")
+        assert talk.reply() == (
+            b"500 5.5.2 Line too long (RFC 5321, 4.5.3.1.6: at most 1000 octets)"
+        )
+        assert talk.command(b"NOOP") == b"250 2.0.0 OK"
+        talk.close()
+        server.wait_idle()
+        assert ARRIVED == []
+        assert delivered(mailboxes, "bob@example.com") == []
+
 
 @pytest.mark.parametrize(
     ("before", "line"),
@@ -289,6 +316,18 @@ class TestAddresses:
         assert talk.command(b"RCPT TO:<bob>") == (
             b"553 5.1.3 Bad recipient address syntax: a domain is needed (<name@domain>)"
         )
+        assert talk.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK"
+        talk.close()
+
+    @pytest.mark.parametrize("rcpt", [b'RCPT TO:<""@example.com>', b"RCPT TO:<@example.com>"])
+    def test_an_empty_local_part_is_refused_at_rcpt(self, server: RunningSmtp, rcpt: bytes) -> None:
+        """No mailbox has an empty name: refused while the client can still tell its sender,
+        not accepted and then kept in badmail."""
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        talk.command(b"MAIL FROM:<a@example.net>")
+        reply = talk.command(rcpt)
+        assert reply.startswith(b"553 5.1.3 "), reply
         assert talk.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK"
         talk.close()
 

@@ -67,6 +67,15 @@ def _date(second: int) -> str:
 
 NO_DOMAIN = "553 5.1.3 Bad recipient address syntax: a domain is needed (<name@domain>)"
 """The reply to ``RCPT TO:<name>``: only <postmaster> may go without a domain."""
+NO_LOCAL_PART = "553 5.1.3 Bad recipient address syntax: the local part is empty"
+"""The reply to ``RCPT TO:<""@example.com>``: valid syntax (an empty quoted string), but no
+mailbox has an empty name, so it is refused while the client can still tell its sender."""
+
+
+def empty_local_part(address: str) -> bool:
+    """True for ``""@domain``: a local part that is a quoted string holding nothing."""
+    local = address.rpartition("@")[0]
+    return local in ("", '""')
 
 
 class SmtpHandler:
@@ -102,6 +111,8 @@ class SmtpHandler:
             if address.lower() != "postmaster" or not settings.local_domains:
                 return NO_DOMAIN
             address = f"postmaster@{settings.local_domains[0]}"
+        if empty_local_part(address):
+            return NO_LOCAL_PART
         if not server.state.accepted_by_sink and domain_of(address) not in settings.local_domains:
             return f"550 5.7.1 Relaying denied: {domain_of(address) or address} is not local here"
         envelope.rcpt_tos.append(address)

@@ -39,6 +39,11 @@ _ENHANCED = {
         "552 5.3.4 Message size exceeds the fixed maximum message size"
     ),
     "552 Error: Too much mail data": "552 5.3.4 Too much mail data",
+    # Sent before the line is read as a command, so no command tells its code.
+    "500 Command line too long": "500 5.5.2 Command line too long",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": (
+        "500 5.5.2 Line too long (RFC 5321, 4.5.3.1.6: at most 1000 octets)"
+    ),
 }
 """aiosmtpd's own replies that lack an enhanced status code (RFC 3463), with one."""
 
