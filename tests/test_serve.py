@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -828,6 +829,23 @@ def test_a_port_in_use_is_a_listen_error_in_one_line(tmp_path: Path, seo_exe: st
     assert error.startswith(f"seo: error: cannot start smtp/1: cannot listen on 127.0.0.1:{port}: ")
     assert error.lower().endswith("address already in use"), error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seo.toml"]  # no metabase, no spool
+
+
+def test_without_a_config_a_port_in_use_creates_nothing_either(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    """The built-in smtp/1 listens on 127.0.0.1:2525: taken, it is refused before the metabase
+    and the spool are made, as with a config file."""
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # taken by another program already: as good
+            taken.bind(("127.0.0.1", 2525))
+            taken.listen()
+        result = run_process(seo_exe, "serve", cwd=tmp_path)
+    assert result.returncode == 1
+    (error,) = seo_errors(result)
+    assert error.startswith("seo: error: cannot start smtp/1: cannot listen on 127.0.0.1:2525: ")
+    assert error.lower().endswith("address already in use"), error
+    assert list(tmp_path.iterdir()) == []  # no metabase, no spool
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ def serve(state: State, config_path: Path | None) -> None:
 
     if config_path is None and Path(DEFAULT_CONFIG).exists():
         config_path = Path(DEFAULT_CONFIG)
+    # Everything that can refuse the file or the start does so before the metabase or a spool
+    # is touched: a server that would not start must not change what a running one reads.
     if config_path is None:
         smtp = [
             SmtpSettings.from_mapping(
@@ -43,12 +45,11 @@ def serve(state: State, config_path: Path | None) -> None:
             )
         ]
         nntp: list[NntpSettings] = []
+        check_can_start(smtp, nntp)
         metabase_path = state.metabase_path
     else:
         from seo_core.config import apply_config, load_config
 
-        # Everything that can refuse the file or the start does so before the metabase is
-        # touched: a server that would not start must not change what a running one reads.
         config = load_config(config_path)
         smtp = [
             SmtpSettings.from_mapping(name, source.settings)
