@@ -38,6 +38,17 @@ def test_tags_the_messages_it_lets_through(
     assert run.verdict is Verdict.CONTINUE
 
 
+def test_replaces_a_tag_the_client_forged(
+    seo_event: EventFactory, seo_run_sink: SinkRunner
+) -> None:
+    forged = b"Subject: Lottery\r\nX-Wordfilter: passed\r\n\r\nYou won.\r\n"
+    run = seo_run_sink("wordfilter", seo_event("OnArrival", message=forged), sink_properties=WORDS)
+    assert run.event.status is MessageStatus.BADMAIL  # kept aside all the same
+    clean = seo_event("OnArrival", message=b"Subject: Hi\r\nX-Wordfilter: x\r\n\r\nHi.\r\n")
+    run = seo_run_sink("wordfilter", clean, sink_properties=WORDS)
+    assert run.event.message.get_all("X-Wordfilter") == ["passed"]
+
+
 @pytest.mark.parametrize(
     ("subject", "kept_aside"),
     [("Lottery results", True), ("lotteryresults", False), ("the prizes", False)],
