@@ -107,9 +107,30 @@ def test_wildmat(pattern: str, name: str, matches: bool) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("5", (5, 5)), ("5-", (5, 9)), ("5-7", (5, 7)), ("12-", (12, 12)), ("x", None), ("5-x", None)],
+    [
+        ("5", (5, 5)),
+        ("5-", (5, 9)),
+        ("5-7", (5, 7)),
+        ("12-", (12, 12)),
+        ("007-08", (7, 8)),
+        ("1-" + "9" * 30, (1, int("9" * 30))),
+        ("9" * 30 + "-", (int("9" * 30), int("9" * 30))),
+        ("x", None),
+        ("5-x", None),
+        ("", None),
+        ("-", None),
+        ("-5", None),
+        ("+5", None),
+        ("5-+7", None),
+        ("5--7", None),
+        ("5-7-", None),
+        (" 5", None),
+        ("\N{SUPERSCRIPT TWO}", None),
+        ("1-\N{ARABIC-INDIC DIGIT THREE}", None),
+    ],
 )
 def test_parse_range(text: str, expected: tuple[int, int] | None) -> None:
+    """Huge numbers are numbers (the store answers for them); signs and non-ASCII digits not."""
     assert parse_range(text, 9) == expected
 
 

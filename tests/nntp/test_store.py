@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seo_core.sources.nntp.article import split_fields
-from seo_core.sources.nntp.store import ArticleStore, DuplicateArticle
+from seo_core.sources.nntp.store import MAX_NUMBER, ArticleStore, DuplicateArticle
 from tests.nntp.conftest import Dialogue, Serve, article, connect, nntplib, post
 
 
@@ -128,6 +128,27 @@ def test_a_failed_store_takes_no_number(tmp_path: Path) -> None:
         info = await store.call(store.group, "g")
         assert info is not None
         assert (info.count, info.low, info.high) == (2, 1, 2)
+        await store.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_numbers_sqlite_cannot_hold_name_no_article(tmp_path: Path) -> None:
+    """Lookups take any int: past SQLite's INTEGER (or below 1) there is simply no article."""
+
+    async def scenario() -> None:
+        store = await _open(tmp_path)
+        for n in (1, 2):
+            await store.call(store.store, FIELDS, b"body\r\n", f"<{n}@x>", ["g"], "h")
+        for number in (MAX_NUMBER, MAX_NUMBER + 1, 10**30, 0, -1, -(10**30)):
+            assert await store.call(store.by_number, "g", number) is None
+        assert await store.call(store.numbers, "g", -(10**30), 10**30) == [1, 2]
+        assert await store.call(store.numbers, "g", 2, MAX_NUMBER + 1) == [2]
+        assert await store.call(store.numbers, "g", MAX_NUMBER + 1, 10**30) == []
+        assert await store.call(store.numbers, "g", -5, 0) == []
+        overview = await store.call(store.overview, "g", 0, 10**30)
+        assert [n for n, _ in overview] == [1, 2]
+        assert await store.call(store.overview, "g", 10**30, 10**31) == []
         await store.aclose()
 
     asyncio.run(scenario())

@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from seo_core.testing import RunningNntp
-from tests.nntp.conftest import SEEN, Bind, Dialogue, Serve, article, connect
+from tests.nntp.conftest import SEEN, Bind, Dialogue, Serve, article, connect, post
 
 HEADERS = b"From: a@example.com\r\nNewsgroups: local.test\r\nSubject: strict\r\n"
 EVENTS = ("OnPostEarly", "OnPost", "OnPostFinal")
@@ -248,3 +248,122 @@ class TestEightBitHeaders:
             (overview,) = talk.block()
             assert overview.split(b"\t")[1] == "caf\ufffd \ufffd\ufffd".encode()
         assert events() == list(EVENTS)
+
+
+HUGE = b"99999999999999999999999"
+"""Far beyond SQLite's INTEGER: looking it up used to end the session with no reply."""
+PAST_MAX = str(2**63).encode()
+"""One more than the highest number an article can have."""
+
+
+class TestArticleNumbers:
+    """Numbers of any size get the RFC's reply; a sign or a non-ASCII digit gets 501."""
+
+    @pytest.fixture
+    def two(self, news: RunningNntp) -> Iterator[Dialogue]:
+        """A dialogue in local.test, which holds articles 1 and 2, with article 1 current."""
+        for _ in range(2):
+            post(news.port, article())
+        with Dialogue(news.port) as talk:
+            assert talk.command(b"GROUP local.test") == b"211 2 1 2 local.test"
+            yield talk
+
+    @staticmethod
+    def still_answering(talk: Dialogue) -> None:
+        assert talk.command(b"DATE").startswith(b"111 ")
+        assert talk.command(b"STAT").startswith(b"223 1 <")
+
+    @pytest.mark.parametrize("verb", [b"ARTICLE", b"HEAD", b"BODY", b"STAT"])
+    @pytest.mark.parametrize(
+        "number",
+        [HUGE, PAST_MAX, str(2**63 - 1).encode(), str(2**31).encode(), b"3", b"0", b"00"],
+        ids=["huge", "2**63", "2**63-1", "2**31", "past-high", "zero", "zeros"],
+    )
+    def test_a_number_no_article_has_gets_423(
+        self, two: Dialogue, verb: bytes, number: bytes
+    ) -> None:
+        assert two.command(verb + b" " + number) == b"423 no article with that number"
+        self.still_answering(two)
+
+    @pytest.mark.parametrize("verb", [b"ARTICLE", b"HEAD", b"BODY", b"STAT"])
+    @pytest.mark.parametrize(
+        "number",
+        [b"-1", b"+5", b"-0", b"1-2", b"1.0", b"0x1", b"\xc2\xb2", b"\xd9\xa3", b"\xef\xbc\x91"],
+        ids=["minus", "plus", "minus0", "range", "point", "hex", "sup2", "arabic3", "wide1"],
+    )
+    def test_a_number_that_is_not_one_gets_501(
+        self, two: Dialogue, verb: bytes, number: bytes
+    ) -> None:
+        assert two.command(verb + b" " + number) == (
+            b"501 expected a message-id or an article number"
+        )
+        self.still_answering(two)
+
+    def test_leading_zeros_name_the_same_article(self, two: Dialogue) -> None:
+        assert two.command(b"STAT 0002").startswith(b"223 2 <")
+
+    @pytest.mark.parametrize("verb", [b"OVER", b"XOVER"])
+    @pytest.mark.parametrize(
+        ("spec", "numbers"),
+        [
+            (b"1-" + HUGE, [b"1", b"2"]),
+            (b"2-" + PAST_MAX, [b"2"]),
+            (HUGE + b"-", []),
+            (HUGE, []),
+            (PAST_MAX + b"-" + HUGE, []),
+            (b"3-" + HUGE, []),
+            (HUGE + b"-1", []),
+        ],
+        ids=["to-huge", "to-2**63", "from-huge", "huge", "2**63-huge", "past-high", "backwards"],
+    )
+    def test_over_a_range_beyond_the_high_water_mark(
+        self, two: Dialogue, verb: bytes, spec: bytes, numbers: list[bytes]
+    ) -> None:
+        reply = two.command(verb + b" " + spec)
+        if numbers:
+            assert reply == b"224 overview information follows"
+            assert [line.split(b"\t")[0] for line in two.block()] == numbers
+        else:
+            assert reply == b"423 no articles in that range"
+        self.still_answering(two)
+
+    @pytest.mark.parametrize(
+        ("verb", "reply"),
+        [
+            (b"OVER", b"501 syntax error in range"),
+            (b"XOVER", b"501 syntax error in range"),
+            (b"LISTGROUP local.test", b"501 syntax: LISTGROUP [newsgroup [range]]"),
+        ],
+        ids=["OVER", "XOVER", "LISTGROUP"],
+    )
+    @pytest.mark.parametrize(
+        "spec",
+        [b"-1", b"+1", b"-", b"1-+2", b"1--2", b"1-2-3", b"\xc2\xb2-", b"1-\xd9\xa3"],
+        ids=["minus", "plus", "dash", "plus-end", "minus-end", "two-dashes", "sup2", "arabic3"],
+    )
+    def test_a_range_that_is_not_one_gets_501(
+        self, two: Dialogue, verb: bytes, reply: bytes, spec: bytes
+    ) -> None:
+        assert two.command(verb + b" " + spec) == reply
+        self.still_answering(two)
+
+    @pytest.mark.parametrize(
+        ("spec", "numbers"),
+        [
+            (b"99999999999999999999-", []),
+            (HUGE, []),
+            (b"1-" + HUGE, [b"1", b"2"]),
+            (b"2-" + PAST_MAX, [b"2"]),
+            (PAST_MAX + b"-", []),
+        ],
+        ids=["from-huge", "huge", "to-huge", "to-2**63", "from-2**63"],
+    )
+    def test_listgroup_a_range_beyond_the_high_water_mark(
+        self, two: Dialogue, spec: bytes, numbers: list[bytes]
+    ) -> None:
+        assert two.command(b"LISTGROUP local.test " + spec) == (
+            b"211 2 1 2 local.test list follows"
+        )
+        assert two.block() == numbers
+        assert two.command(b"DATE").startswith(b"111 ")
+        assert two.command(b"GROUP local.test") == b"211 2 1 2 local.test"

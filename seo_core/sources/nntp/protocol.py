@@ -6,7 +6,9 @@ they end with CRLF, hold valid UTF-8 and fit in 512 octets (RFC 3977, 3.1), or g
 the session goes on. POST and IHAVE hand the article to :class:`~.posting.Posting`.
 
 Replies to commands that name no group, article or range that exists use the RFC's codes
-(411, 412, 420-423, 430); a client sending too many unknown commands is disconnected.
+(411, 412, 420-423, 430); a client sending too many unknown commands is disconnected. An article
+number is ASCII digits of any size (:func:`parse_number`): one past what the store can hold is
+a number no article has, not an error.
 """
 
 from __future__ import annotations
@@ -354,19 +356,18 @@ class NntpSession:
             if ref is None:
                 await self.send("430 no article with that message-id")
             return ref
-        if spec is not None and not spec.isdigit():
+        number = None if spec is None else parse_number(spec)
+        if spec is not None and number is None:
             await self.send("501 expected a message-id or an article number")
             return None
         if self.group is None:
             await self.send("412 no newsgroup selected")
             return None
-        if spec is None:
+        if number is None:
             if self.article is None:
                 await self.send("420 current article number is invalid")
                 return None
             number = self.article
-        else:
-            number = int(spec)
         ref = await store.call(store.by_number, self.group, number)
         if ref is None:
             await self.send("423 no article with that number")
@@ -454,15 +455,29 @@ class NntpSession:
         await self.send(await posting.run())
 
 
+def parse_number(text: str) -> int | None:
+    """``text`` as an article number; ``None`` when it is not one, which gets a 501.
+
+    RFC 3977 (9.8) numbers are ASCII digits only: ``-1`` and ``+5`` are syntax errors, not
+    numbers no article has. ``str.isdigit`` alone would pass other Unicode digits too (``²``,
+    which ``int`` refuses, and ``٣``, which it reads as 3). Any size is a number here: the store
+    answers for numbers beyond the ones it can hold (see :data:`.store.MAX_NUMBER`).
+    """
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_range(text: str, high: int) -> tuple[int, int] | None:
     """``n``, ``n-`` or ``n-m`` as ``(low, high)``; ``n-`` runs to ``high``. ``None``: invalid."""
     first, dash, last = text.partition("-")
-    if not first.isdigit() or (last and not last.isdigit()):
+    low = parse_number(first)
+    if low is None:
         return None
-    low = int(first)
     if not dash:
         return low, low
-    return low, int(last) if last else max(high, low)
+    if not last:
+        return low, max(high, low)
+    end = parse_number(last)
+    return None if end is None else (low, end)
 
 
 def wildmat(pattern: str, name: str) -> bool:

@@ -68,6 +68,15 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 """Ordered schema changes; ``PRAGMA user_version`` records how many are applied."""
 
+MAX_NUMBER = 2**63 - 1
+"""The highest article number: SQLite's largest INTEGER.
+
+RFC 3977 (section 6) keeps article numbers within 2,147,483,647 but lets a server go to 63 bits;
+taking SQLite's bound means every number the store can hand out can also be asked for. Clients
+may name any number at all, and SQLite raises on an integer beyond this, so every lookup by a
+client's number goes through :func:`_within` first.
+"""
+
 
 class DuplicateArticle(Exception):
     """An article with this Message-ID is already stored."""
@@ -203,6 +212,8 @@ class ArticleStore:
         return found.fetchone() is not None
 
     def by_number(self, group: str, number: int) -> ArticleRef | None:
+        if _within(number, number) is None:
+            return None
         row = self.db.execute(
             "SELECT a.row, a.message_id FROM numbers AS n JOIN articles AS a USING (row)"
             " WHERE n.grp = ? AND n.number = ?",
@@ -226,18 +237,24 @@ class ArticleStore:
         return None if row is None else ArticleRef(row[1], row[0], row[2])
 
     def numbers(self, group: str, low: int, high: int) -> list[int]:
+        span = _within(low, high)
+        if span is None:
+            return []
         rows = self.db.execute(
             "SELECT number FROM numbers WHERE grp = ? AND number BETWEEN ? AND ? ORDER BY number",
-            (group, low, high),
+            (group, *span),
         )
         return [number for (number,) in rows]
 
     def overview(self, group: str, low: int, high: int) -> list[tuple[int, Overview]]:
+        span = _within(low, high)
+        if span is None:
+            return []
         rows = self.db.execute(
             "SELECT n.number, a.subject, a.from_, a.date, a.message_id, a.refs, a.bytes, a.lines"
             " FROM numbers AS n JOIN articles AS a USING (row)"
             " WHERE n.grp = ? AND n.number BETWEEN ? AND ? ORDER BY n.number",
-            (group, low, high),
+            (group, *span),
         )
         return [(row[0], Overview(*row[1:])) for row in rows]
 
@@ -317,6 +334,16 @@ class ArticleStore:
             os.close(fd)
         os.replace(temporary, final)
         _fsync_folder(folder)
+
+
+def _within(low: int, high: int) -> tuple[int, int] | None:
+    """``low..high`` cut to the numbers an article can have (1 to :data:`MAX_NUMBER`).
+
+    ``None`` when nothing is left: the range selects no article, and SQLite need not be asked
+    about numbers it cannot even hold.
+    """
+    low, high = max(low, 1), min(high, MAX_NUMBER)
+    return (low, high) if low <= high else None
 
 
 def _fsync_folder(folder: Path) -> None:
