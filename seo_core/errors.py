@@ -123,7 +123,8 @@ class MetabaseError(SeoError):
 
 class UnmadeMetabaseError(MetabaseError):
     """A command that only reads found no metabase to read: the file is missing, empty, or a
-    SQLite database without seo's tables. It is left as it was; a command that writes makes it."""
+    SQLite database with no tables. It is left as it was; a command that writes makes it.
+    (Another application's database, with tables of its own, is refused by every command.)"""
 
 
 class SchemaTooNewError(MetabaseError):

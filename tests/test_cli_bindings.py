@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import sqlite3
 import stat
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from seo_core.metabase import Metabase
+from seo_core.metabase import BindingRef, Metabase
 from tests.conftest import RunSeo, run_process
 
 GUID = "{6f1c2b2e-8f7d-4a53-9d1e-0c6a4b7e2f10}"
+OTHER_GUID = "{6f1c2b2e-8f7d-4a53-9d1e-0c6a4b7e2f11}"
 
 
 def dump(path: Path) -> list[tuple[object, ...]]:
@@ -496,6 +498,51 @@ class TestBadInput:
                 1,
                 "NAME '  ': must not be empty",
             ),
+            *[
+                (
+                    ["bindings", "add", "smtp/1", "OnArrival", "X", "log", "--expires", when],
+                    1,
+                    f"seo: error: --expires '{when}': out of range "
+                    "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (in UTC, as it is stored)\n",
+                )
+                for when in (
+                    "+99999999999d",
+                    "+3000000d",
+                    "9999-12-31T23:59:59-05:00",
+                    "0001-01-01T00:00:00+05:00",
+                )
+            ],
+            (
+                shlex.split(
+                    "bindings add smtp/1 OnArrival X log --max-firings 99999999999999999999999"
+                ),
+                2,
+                "Error: Invalid value for '--max-firings': 99999999999999999999999 is not in the "
+                "range 0<=x<=9223372036854775807.",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "Multi\nline", "log"],
+                1,
+                'seo: error: DisplayName: "Multi\\nline" holds a control character, \\n '
+                "(U+000A), at character 6; a DisplayName must print on one line\n",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "A\x01ctl", "log"],
+                1,
+                'DisplayName: "A\\u0001ctl" holds a control character, \\u0001 (U+0001), at '
+                "character 2",
+            ),
+            (
+                ["bindings", "add", "smtp/1", "OnArrival", "C1\x85", "log"],
+                1,
+                'DisplayName: "C1\\u0085" holds a control character, \\u0085 (U+0085), at '
+                "character 3",
+            ),
+            (
+                ["bindings", "remove", GUID, OTHER_GUID],
+                2,
+                "Error: expected one binding, got 2 GUIDs; give each binding its own command.",
+            ),
         ],
         ids=[
             "malformed-guid",
@@ -512,16 +559,25 @@ class TestBadInput:
             "unknown-bag",
             "del-missing-prop",
             "negative-max-firings",
-            "empty-name",
-            "blank-name",
+            "priority-true",
+            "timeout-true",
+            "timeout-in-set-prop",
             "source-prop-typo",
             "source-prop-unknown",
             "binding-prop-typo",
             "set-prop-source-typo",
             "set-prop-binding-typo",
-            "priority-true",
-            "timeout-true",
-            "timeout-in-set-prop",
+            "empty-name",
+            "blank-name",
+            "expires-days-past-timedelta",
+            "expires-days-past-year-9999",
+            "expires-past-year-9999-in-utc",
+            "expires-before-year-1-in-utc",
+            "max-firings-past-sqlite",
+            "name-with-newline",
+            "name-with-c0",
+            "name-with-c1",
+            "two-guids",
         ],
     )
     def test_refused(
@@ -536,6 +592,38 @@ class TestBadInput:
             assert result.stderr.startswith("seo: error: ")
             assert len(result.stderr.strip().splitlines()) == 1
         assert dump(metabase_path) == before
+
+    @pytest.mark.parametrize(
+        "command",
+        [["bindings", "add", "smtp/1", "OnArrival", "Audit", "log"], ["bindings", "list"]],
+        ids=["add", "list"],
+    )
+    def test_another_applications_database_is_refused_and_left_byte_identical(
+        self, seo: RunSeo, metabase_path: Path, command: list[str]
+    ) -> None:
+        db = sqlite3.connect(metabase_path)
+        db.execute("CREATE TABLE t (x)")
+        db.commit()
+        db.close()
+        before = metabase_path.read_bytes()
+        result = seo(*command)
+        assert result.exit_code == 1
+        assert result.stderr == (
+            f"seo: error: metabase {metabase_path}: is a SQLite database that holds other "
+            "tables (t) and none of seo's; seo will not add its tables to another "
+            "application's database: give the metabase a file of its own\n"
+        )
+        assert metabase_path.read_bytes() == before
+        assert [p.name for p in metabase_path.parent.iterdir()] == [metabase_path.name]
+
+    def test_an_empty_file_is_set_up_by_a_writing_command(
+        self, seo: RunSeo, metabase_path: Path
+    ) -> None:
+        metabase_path.touch()
+        result = seo("bindings", "add", "smtp/1", "OnArrival", "Audit", "log")
+        assert result.exit_code == 0, result.output
+        with Metabase.open(metabase_path, create=False) as metabase:
+            assert [b.display_name for b in metabase.bindings()] == ["Audit"]
 
     def test_a_file_that_is_not_sqlite(self, tmp_path: Path, seo_exe: str) -> None:
         path = tmp_path / "mail.log"
@@ -710,6 +798,148 @@ class TestConfigManaged:
         result = seo("bindings", "disable", "smtp/1", "OnArrival", "Tag mail")
         assert result.exit_code == 0
         assert result.stderr == ""
+
+
+class TestFiredOut:
+    """Enabling a binding that used up its MaxFirings works, with a note that it stays silent."""
+
+    def _fire_out(self, metabase_path: Path, ref: BindingRef, times: int) -> str:
+        with Metabase.open(metabase_path) as metabase:
+            binding_id = metabase.binding(ref).id
+            for _ in range(times):
+                assert metabase.claim_firing(binding_id)
+            assert not metabase.binding(binding_id).enabled
+        return binding_id
+
+    def test_enabling_says_the_budget_is_used_up_and_how_to_give_a_new_one(
+        self, seo: RunSeo, metabase_path: Path
+    ) -> None:
+        add_tag(seo, "--max-firings", "2")
+        binding_id = self._fire_out(metabase_path, ("smtp/1", "OnArrival", "Tag mail"), 2)
+        result = seo("bindings", "enable", "smtp/1", "OnArrival", "Tag mail")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"enabled {binding_id} ")
+        assert result.stderr == (
+            "seo: note: this binding has used up its MaxFirings budget (2 of 2) and is not "
+            "notified until it gets a new one: remove it and add it again with "
+            f"`--max-firings N` (and `--id {binding_id}` to keep its GUID); the count starts "
+            "over\n"
+        )
+        explained = json.loads(seo("explain", "smtp/1", "OnArrival", "--json").output)
+        assert explained[0]["reason"] == "fired out (2 of MaxFirings 2)"
+
+    def test_a_binding_with_budget_left_gets_no_note(
+        self, seo: RunSeo, metabase_path: Path
+    ) -> None:
+        add_tag(seo, "--max-firings", "2", "--disabled")
+        result = seo("bindings", "enable", "smtp/1", "OnArrival", "Tag mail")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+
+    def test_a_config_files_binding_is_given_a_new_budget_in_the_file(
+        self, seo: RunSeo, metabase_path: Path, tmp_path: Path
+    ) -> None:
+        config = tmp_path / "seo.toml"
+        config.write_text(
+            '[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "Audit"\n'
+            'sink = "log"\nmax_firings = 1\n',
+            encoding="utf-8",
+        )
+        assert seo("config", "apply", str(config)).exit_code == 0
+        self._fire_out(metabase_path, ("smtp/1", "OnArrival", "Audit"), 1)
+        result = seo("bindings", "enable", "smtp/1", "OnArrival", "Audit")
+        assert result.exit_code == 0, result.output
+        fired_out, managed = result.stderr.splitlines()
+        assert fired_out == (
+            "seo: note: this binding has used up its MaxFirings budget (1 of 1) and is not "
+            f"notified until it gets a new one: give it another max_firings in {config} and "
+            "apply that file (a changed max_firings starts the count over)"
+        )
+        assert managed.startswith(f"seo: note: this binding comes from the config file {config}")
+
+
+class TestBindingUsage:
+    @pytest.mark.parametrize("verb", ["show", "enable", "disable", "remove"])
+    def test_the_usage_line_names_one_binding(self, seo: RunSeo, verb: str) -> None:
+        result = seo("bindings", verb, "--help")
+        assert result.exit_code == 0
+        assert result.stdout.startswith(f"Usage: seo bindings {verb} [OPTIONS] BINDING\n")
+        assert "BINDING..." not in result.stdout
+        assert 'BINDING is a binding GUID, or the three words SOURCE EVENT "DisplayName".' in (
+            " ".join(result.stdout.split())
+        )
+
+    @pytest.mark.parametrize("verb", ["show", "enable", "disable", "remove"])
+    def test_two_guids_are_a_usage_error_that_changes_nothing(
+        self, seo: RunSeo, metabase_path: Path, verb: str
+    ) -> None:
+        first = str(add_tag(seo)["id"])
+        second = seo("bindings", "add", "smtp/1", "OnArrival", "Other", "log")
+        assert second.exit_code == 0, second.output
+        other = second.stdout.split()[1]
+        before = dump(metabase_path)
+        result = seo("bindings", verb, first, other)
+        assert result.exit_code == 2
+        assert "Error: expected one binding, got 2 GUIDs" in result.stderr
+        assert dump(metabase_path) == before
+
+
+class TestExplainFacts:
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (
+                ["smtp/1", "OnArrival", "--newsgroups", "a.b"],
+                "Error: --newsgroups does not apply to smtp OnArrival (its rules read only "
+                "--mail-from, --rcpt-to, --ehlo); it applies to nntp OnPostEarly, OnPost, "
+                "OnPostFinal",
+            ),
+            (
+                ["smtp/1", "OnInboundCommand", "--mail-from", "a@example.com"],
+                "Error: --mail-from does not apply to smtp OnInboundCommand (its rules read "
+                "only --command, --argument); it applies to smtp StoreDriver, OnArrival, ",
+            ),
+            (
+                ["nntp/1", "OnPost", "--command", "HELO"],
+                "Error: --command does not apply to nntp OnPost (its rules read only "
+                "--newsgroups); it applies to smtp OnInboundCommand, OnServerResponse, ",
+            ),
+            (
+                ["smtp/1", "DnsResolver", "--ehlo", "mx.example.com"],
+                "Error: --ehlo does not apply to smtp DnsResolver (its bindings take no rule, "
+                "so no fact applies); it applies to smtp StoreDriver, ",
+            ),
+            (
+                ["nntp/1", "OnPost", "--rcpt-to", "a@example.com"],
+                "Error: --rcpt-to does not apply to nntp OnPost",
+            ),
+        ],
+        ids=["newsgroups-on-smtp", "mail-from-on-protocol", "command-on-nntp", "no-rule", "rcpt"],
+    )
+    def test_a_fact_the_events_rules_do_not_read_is_a_usage_error(
+        self, seo: RunSeo, args: list[str], message: str
+    ) -> None:
+        add_tag(seo)
+        result = seo("explain", *args)
+        assert result.exit_code == 2
+        assert result.stdout == ""
+        assert result.stderr.splitlines()[-1].startswith(message)
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["smtp/1", "OnArrival", "--mail-from", "a@example.com", "--rcpt-to", "b@example.com"],
+            ["smtp/1", "OnArrival", "--ehlo", "mx.example.net"],
+            ["smtp/1", "OnInboundCommand", "--command", "HELO", "--argument", "client.example"],
+            ["nntp/1", "OnPost", "--newsgroups", "comp.lang.python"],
+            ["smtp/1", "DnsResolver"],
+        ],
+        ids=["transport", "ehlo", "protocol", "nntp", "no-facts"],
+    )
+    def test_the_facts_an_event_reads_are_taken(self, seo: RunSeo, args: list[str]) -> None:
+        add_tag(seo)
+        result = seo("explain", *args)
+        assert result.exit_code == 0, result.output
 
 
 class TestExplainAddresses:

@@ -603,7 +603,8 @@ ROUND_TRIP = [
         source="smtp/1",
         event="OnArrival",
         sink_class="probe",
-        display_name='Every "field" — set\ttoo',
+        # No tab: a DisplayName holds no control character (property values may, see Control).
+        display_name='Every "field" — set \\ too',
         id=GUID_A,
         enabled=False,
         max_firings=3,

@@ -192,6 +192,46 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         ["max_firings: MaxFirings -1: must be a whole number >= 0"],
     ),
     (
+        "expires-past-year-9999-in-utc",
+        binding("expires = 9999-12-31T23:59:59-05:00"),
+        "expires",
+        [
+            'binding "Tag mail"',
+            "expires: Expiration 9999-12-31T23:59:59-05:00: out of range "
+            "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (in UTC, as it is stored)",
+        ],
+    ),
+    (
+        "expires-before-year-1-in-utc",
+        binding('expires = "0001-01-01T00:00:00+05:00"'),
+        "expires",
+        ["expires: Expiration 0001-01-01T00:00:00+05:00: out of range"],
+    ),
+    (
+        "max-firings-past-sqlite",
+        binding("max_firings = 99999999999999999999999"),
+        "max_firings",
+        [
+            "max_firings: MaxFirings 99999999999999999999999: out of range "
+            "0..9223372036854775807 (0 = unlimited)"
+        ],
+    ),
+    (
+        "name-with-a-newline",
+        binding(name="Multi\\nline"),
+        "name =",
+        [
+            'binding "Multi\\nline": name: DisplayName: "Multi\\nline" holds a control '
+            "character, \\n (U+000A), at character 6"
+        ],
+    ),
+    (
+        "name-with-c1",
+        binding(name="Next\\u0085line"),
+        "name =",
+        ['binding "Next\\u0085line": name: DisplayName: "Next\\u0085line" holds a control'],
+    ),
+    (
         "empty-name",
         binding(name=""),
         'name = ""',
@@ -325,6 +365,24 @@ def test_each_error_names_file_line_binding_and_key(
     for word in words:
         assert word in line
     assert populated.read_bytes() == before
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "apply"])
+def test_a_refused_file_creates_neither_its_metabase_nor_its_folder(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    text = 'metabase = "deep/er/mb.db"\n' + binding("expires = 9999-12-31T23:59:59-05:00")
+    config_file = tmp_path / "c1.toml"
+    config_file.write_text(text, encoding="utf-8")
+    args = ["config", "apply", *(["--dry-run"] if dry_run else []), str(config_file)]
+    result = CliRunner().invoke(cli, args, prog_name="seo", env={"SEO_METABASE": ""})
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        f'seo: error: {config_file}:{line_of(text, "expires")}: binding "Tag mail": expires: '
+        "Expiration 9999-12-31T23:59:59-05:00: out of range "
+        "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (in UTC, as it is stored)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c1.toml"]
 
 
 def test_every_problem_is_reported_in_file_order(tmp_path: Path, populated: Path) -> None:

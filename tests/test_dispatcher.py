@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -523,6 +525,47 @@ class TestHotReload:
             assert names() == ["remover"]
         finally:
             dispatcher.close()
+
+    def test_a_change_right_after_a_restore_is_seen_though_the_generation_repeats(
+        self, metabase: Metabase, metabase_path: Path, registry: SinkRegistry, tmp_path: Path
+    ) -> None:
+        """Backup at generation N; a change makes N+1 and is loaded; the backup is restored
+        (N again) and a change, before the dispatcher looks, makes N+1 again."""
+        bind(metabase, "a")
+        backup = tmp_path / "backup.db"
+        _copy_database(metabase_path, backup)
+        dispatcher = Dispatcher("smtp/1", metabase, registry)
+        try:
+            with Metabase.open(metabase_path) as admin:
+                admin.add_binding(BindingSpec("smtp/1", "OnArrival", "recorder", display_name="b"))
+                assert dispatcher.check_for_changes()
+                assert _planned(dispatcher) == ["a", "b"]
+                seen = metabase.generation()
+                _copy_database(backup, metabase_path)
+                assert admin.bindings()[0].display_name == "a"
+                admin.add_binding(BindingSpec("smtp/1", "OnArrival", "recorder", display_name="c"))
+                assert metabase.generation() == seen
+            assert dispatcher.check_for_changes()
+            assert _planned(dispatcher) == ["a", "c"]
+            dispatcher.notify_sync(arrival())
+            assert sorted(names()) == ["a", "c"]
+        finally:
+            dispatcher.close()
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """Copy a database the way docs/metabase.md says to back up and restore: SQLite's backup."""
+    with (
+        closing(sqlite3.connect(source, timeout=30)) as src,
+        closing(sqlite3.connect(target, timeout=30)) as dst,
+    ):
+        src.backup(dst)
+
+
+def _planned(dispatcher: Dispatcher) -> list[str]:
+    return sorted(
+        call.binding.display_name or "" for call in dispatcher.plan.calls.get("OnArrival", [])
+    )
 
 
 class KeywordOrder:

@@ -6,7 +6,7 @@ import re
 import sqlite3
 import stat
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from seo_core.errors import (
 from seo_core.metabase import BindingSpec, Metabase
 from seo_core.metabase.migrations import MIGRATIONS
 
+EST = timezone(timedelta(hours=-5))
 TAG = BindingSpec(source="smtp/1", event="OnArrival", sink_class="headers", display_name="Tag")
 
 
@@ -76,7 +77,7 @@ class TestOpening:
             Metabase.open(path)
         assert path.read_text().startswith("this is not a database")
 
-    @pytest.mark.parametrize("kind", ["empty", "other-sqlite"])
+    @pytest.mark.parametrize("kind", ["empty", "sqlite-without-tables"])
     def test_opening_to_read_leaves_a_file_that_is_not_a_metabase_yet_as_it_was(
         self, tmp_path: Path, kind: str
     ) -> None:
@@ -86,10 +87,10 @@ class TestOpening:
             what = "an empty file"
         else:
             db = sqlite3.connect(path)
-            db.execute("CREATE TABLE notes (text)")
-            db.commit()
+            db.execute("PRAGMA user_version = 7")  # writes the header page, and no table
             db.close()
-            what = "a SQLite database without seo's tables"
+            assert path.stat().st_size > 0
+            what = "a SQLite database with no tables"
         before = path.read_bytes()
         expected = re.escape(f"not a seo metabase yet ({what})")
         with pytest.raises(UnmadeMetabaseError, match=expected):
@@ -98,6 +99,29 @@ class TestOpening:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]
         with Metabase.open(path) as metabase:  # a command that writes makes it one
             assert metabase.bindings() == []
+
+    @pytest.mark.parametrize("create", [True, False], ids=["to-write", "to-read"])
+    def test_refuses_a_database_of_another_application_and_leaves_it_as_it_was(
+        self, tmp_path: Path, create: bool
+    ) -> None:
+        path = tmp_path / "other.db"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE t (x)")
+        db.execute("CREATE INDEX t_x ON t (x)")
+        db.execute("INSERT INTO t VALUES (1)")
+        db.commit()
+        db.close()
+        before = path.read_bytes()
+        with pytest.raises(MetabaseError) as caught:
+            Metabase.open(path, create=create)
+        assert not isinstance(caught.value, UnmadeMetabaseError)  # a dry run must not plan on
+        assert str(caught.value) == (
+            f"metabase {path}: is a SQLite database that holds other tables (t) and none "
+            "of seo's; seo will not add its tables to another application's database: give "
+            "the metabase a file of its own"
+        )
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
     def test_refuses_a_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(MetabaseError, match="does not exist"):
@@ -193,6 +217,15 @@ class TestBindings:
             ({"binding_properties": {"Timeout": -1}}, "Timeout"),
             ({"max_firings": -2}, "MaxFirings"),
             ({"sink_properties": {"a": 1, "A": 2}}, "SinkProperties.A"),
+            ({"max_firings": 2**63}, "MaxFirings"),
+            ({"max_firings": 10**23}, "MaxFirings"),
+            ({"expiration": datetime(9999, 12, 31, 23, 59, 59, tzinfo=EST)}, "Expiration"),
+            ({"expiration": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))}, "Expiration"),
+            ({"display_name": "Multi\nline"}, "DisplayName"),
+            ({"display_name": "A\x01ctl"}, "DisplayName"),
+            ({"display_name": "Del\x7f"}, "DisplayName"),
+            ({"display_name": "Next\x85line"}, "DisplayName"),
+            ({"display_name": "Line\u2028separator"}, "DisplayName"),
         ],
         ids=[
             "guid",
@@ -206,6 +239,15 @@ class TestBindings:
             "timeout",
             "max-firings",
             "duplicate-prop",
+            "max-firings-past-sqlite",
+            "max-firings-huge",
+            "expiration-past-year-9999-in-utc",
+            "expiration-before-year-1-in-utc",
+            "name-with-newline",
+            "name-with-c0",
+            "name-with-del",
+            "name-with-c1",
+            "name-with-line-separator",
         ],
     )
     def test_invalid_specs_name_the_field_and_write_nothing(
@@ -216,6 +258,59 @@ class TestBindings:
             metabase.add_binding(replace(TAG, **change))  # type: ignore[arg-type]
         assert caught.value.field.endswith(field)
         assert metabase.dump() == before
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            (
+                {"max_firings": 2**63},
+                "MaxFirings 9223372036854775808: out of range "
+                "0..9223372036854775807 (0 = unlimited)",
+            ),
+            (
+                {"expiration": datetime(9999, 12, 31, 23, 59, 59, tzinfo=EST)},
+                "Expiration 9999-12-31T23:59:59-05:00: out of range "
+                "0001-01-01T00:00:00Z..9999-12-31T23:59:59Z (in UTC, as it is stored)",
+            ),
+            (
+                {"display_name": "Multi\nline"},
+                'DisplayName: "Multi\\nline" holds a control character, \\n (U+000A), at '
+                "character 6; a DisplayName must print on one line",
+            ),
+            (
+                {"display_name": "Next\x85line"},
+                'DisplayName: "Next\\u0085line" holds a control character, \\u0085 (U+0085), '
+                "at character 5; a DisplayName must print on one line",
+            ),
+        ],
+        ids=["max-firings", "expiration", "name-newline", "name-c1"],
+    )
+    def test_out_of_range_values_say_the_range_on_one_line(
+        self, metabase: Metabase, change: dict[str, object], message: str
+    ) -> None:
+        with pytest.raises(ValidationError) as caught:
+            metabase.add_binding(replace(TAG, **change))  # type: ignore[arg-type]
+        assert str(caught.value) == message
+        assert caught.value.value == next(iter(change.values()))
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"max_firings": 2**63 - 1},
+            {"expiration": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)},
+            {"expiration": datetime(9999, 12, 31, 18, 59, 59, tzinfo=EST)},
+            {"expiration": datetime(1, 1, 1, tzinfo=UTC)},
+            {"display_name": "Ünïcode ok\u00a0too"},
+        ],
+        ids=["max-firings", "latest-utc", "latest-est", "earliest", "printable-name"],
+    )
+    def test_the_ends_of_the_ranges_are_stored_and_read_back(
+        self, metabase: Metabase, change: dict[str, object]
+    ) -> None:
+        added = metabase.add_binding(replace(TAG, **change))  # type: ignore[arg-type]
+        assert metabase.binding(added.id) == added
+        ((field, value),) = change.items()
+        assert getattr(added, "expiration" if field == "expiration" else field) == value
 
     def test_remove_deletes_properties_too(self, metabase: Metabase) -> None:
         added = metabase.add_binding(replace(TAG, sink_properties={"tag": "yes"}))
@@ -298,6 +393,23 @@ class TestChangeDetection:
         with Metabase.open(metabase_path) as other:
             other.add_binding(TAG)
         assert metabase.data_version() != before
+
+    def test_every_change_writes_a_new_stamp_and_a_change_of_nothing_none(
+        self, metabase: Metabase
+    ) -> None:
+        assert metabase.change_mark() == (0, None)
+        added = metabase.add_binding(TAG)
+        marks = [metabase.change_mark()]
+        metabase.set_enabled(added.id, False)
+        marks.append(metabase.change_mark())
+        metabase.set_enabled(added.id, False)  # already disabled: nothing changes
+        assert metabase.change_mark() == marks[-1]
+        metabase.set_enabled(added.id, True)
+        marks.append(metabase.change_mark())
+        assert [generation for generation, _ in marks] == [1, 2, 3]
+        assert len({stamp for _, stamp in marks}) == 3
+        assert all(stamp is not None for _, stamp in marks)
+        assert metabase.generation() == 3
 
     def test_a_transaction_groups_changes(self, metabase: Metabase) -> None:
         def add_twice() -> None:

@@ -20,22 +20,39 @@ from seo_core.cli.output import (
     stats_json,
 )
 from seo_core.errors import SinkLoadError, SinkNotFoundError, ValidationError
+from seo_core.guids import parse_guid
 from seo_core.metabase import Binding, BindingCheck, BindingRef, BindingSpec
+from seo_core.metabase.validation import EXPIRATION_RANGE, MAX_FIRINGS_LIMIT, check_expiration
 from seo_core.properties import BAGS, PropertyValue, parse_assignment, parse_cli_value
 from seo_core.rules import parse_rule, rule_warnings
 
 BINDING_HELP = 'BINDING is a binding GUID, or the three words SOURCE EVENT "DisplayName".'
+BINDING_METAVAR = "BINDING"
+"""One binding, though it may take three words: ``BINDING...`` would promise several."""
 
 
 def parse_binding_ref(words: Sequence[str]) -> BindingRef:
     """One word is a GUID; three are ``SOURCE EVENT DisplayName``."""
     if len(words) == 1:
         return words[0]
-    if len(words) == 3:
+    if len(words) == 3 and not all(_is_guid(word) for word in words):
         return (words[0], words[1], words[2])
+    if len(words) > 1 and all(_is_guid(word) for word in words):
+        raise click.UsageError(
+            f"expected one binding, got {len(words)} GUIDs; give each binding its own command. "
+            f"{BINDING_HELP}"
+        )
     raise click.UsageError(
         f"expected a binding GUID or SOURCE EVENT NAME, got {len(words)} words. {BINDING_HELP}"
     )
+
+
+def _is_guid(word: str) -> bool:
+    try:
+        parse_guid(word)
+    except ValidationError:
+        return False
+    return True
 
 
 _DURATION = re.compile(r"^\+(\d+)([smhdw])$")
@@ -46,7 +63,20 @@ def parse_when(text: str) -> datetime:
     """``--expires``: an ISO 8601 instant, or ``+N`` with a unit (``+30d``, ``+12h``).
 
     A date or time without a zone means local time, as an administrator typing it would.
+    The instant is checked as the metabase checks an Expiration, so a refusal names the option.
     """
+    try:
+        when = _when(text)
+        check_expiration(when)
+    except OverflowError:
+        # +99999999999d, or a local time outside the years 1..9999 once made UTC.
+        raise ValidationError("--expires", text, EXPIRATION_RANGE) from None
+    except ValidationError as exc:
+        raise ValidationError("--expires", text, exc.reason) from None
+    return when
+
+
+def _when(text: str) -> datetime:
     match = _DURATION.match(text.strip())
     if match:
         return datetime.now(UTC) + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
@@ -144,7 +174,7 @@ def bindings() -> None:
 @click.option("--disabled", is_flag=True, help="Add the binding disabled.")
 @click.option(
     "--max-firings",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_FIRINGS_LIMIT),
     default=0,
     show_default=True,
     help="Notifications allowed before the binding disables itself; 0 = unlimited.",
@@ -250,7 +280,7 @@ def list_(state: State, source: str | None, event: str | None, as_json: bool) ->
 
 
 @bindings.command("show", epilog=BINDING_HELP)
-@click.argument("binding", nargs=-1, required=True)
+@click.argument("binding", nargs=-1, required=True, metavar=BINDING_METAVAR)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @pass_state
 def show(state: State, binding: tuple[str, ...], as_json: bool) -> None:
@@ -265,7 +295,7 @@ def show(state: State, binding: tuple[str, ...], as_json: bool) -> None:
 
 
 @bindings.command("remove", epilog=BINDING_HELP)
-@click.argument("binding", nargs=-1, required=True)
+@click.argument("binding", nargs=-1, required=True, metavar=BINDING_METAVAR)
 @pass_state
 def remove(state: State, binding: tuple[str, ...]) -> None:
     """Delete one BINDING and its properties."""
@@ -276,18 +306,44 @@ def remove(state: State, binding: tuple[str, ...]) -> None:
 
 
 @bindings.command("enable", epilog=BINDING_HELP)
-@click.argument("binding", nargs=-1, required=True)
+@click.argument("binding", nargs=-1, required=True, metavar=BINDING_METAVAR)
 @pass_state
 def enable(state: State, binding: tuple[str, ...]) -> None:
     """Enable one BINDING (its fire count is kept)."""
     with state.open_metabase() as metabase:
         changed = metabase.set_enabled(parse_binding_ref(binding), True)
     click.echo(f"enabled {describe(changed)}")
+    note_if_fired_out(changed)
     note_if_managed(changed)
 
 
+def note_if_fired_out(binding: Binding) -> None:
+    """Say on stderr that an enabled binding whose MaxFirings budget is used up still does not
+    fire, and how it gets a new budget: enabling keeps the fire count, on purpose."""
+    if not binding.fired_out:
+        return
+    from seo_core.config import ORIGIN_PREFIX  # only for a binding that fired out
+
+    used = f"{binding.fire_count} of {binding.max_firings}"
+    if binding.origin is not None and binding.origin.startswith(ORIGIN_PREFIX):
+        how = (
+            f"give it another max_firings in {binding.origin.removeprefix(ORIGIN_PREFIX)} and "
+            "apply that file (a changed max_firings starts the count over)"
+        )
+    else:
+        how = (
+            f"remove it and add it again with `--max-firings N` (and `--id {binding.id}` to keep "
+            "its GUID); the count starts over"
+        )
+    click.echo(
+        f"seo: note: this binding has used up its MaxFirings budget ({used}) and is not "
+        f"notified until it gets a new one: {how}",
+        err=True,
+    )
+
+
 @bindings.command("disable", epilog=BINDING_HELP)
-@click.argument("binding", nargs=-1, required=True)
+@click.argument("binding", nargs=-1, required=True, metavar=BINDING_METAVAR)
 @pass_state
 def disable(state: State, binding: tuple[str, ...]) -> None:
     """Disable one BINDING: its sink is no longer notified."""

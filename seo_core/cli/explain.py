@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
-from seo_core.catalog import parse_source
+from seo_core.catalog import SOURCE_TYPES, EventType, RuleKind, SourceName, parse_source
 from seo_core.cli.app import State, cli, pass_state
 from seo_core.cli.output import echo_json, echo_table
 from seo_core.rules import EventFacts
@@ -40,6 +40,38 @@ def _rcpt_to(
     _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
     return tuple(_address(item, null=False) for item in value)
+
+
+_FACT_OPTIONS = {
+    RuleKind.TRANSPORT: ("--mail-from", "--rcpt-to", "--ehlo"),
+    RuleKind.PROTOCOL: ("--command", "--argument"),
+    RuleKind.NNTP: ("--newsgroups",),
+}
+"""The options that give the facts each kind of rule reads; the others mean nothing to it."""
+
+
+def _refuse_facts_it_ignores(name: SourceName, event: EventType, given: list[str]) -> None:
+    """A fact the event's rules never read is a usage error, not silently left out: the
+    administrator asked about an event that cannot have it, and would read the answer as if
+    it had been taken into account."""
+    applies = _FACT_OPTIONS.get(event.rule_kind, ())
+    for option in given:
+        if option in applies:
+            continue
+        kind = next(k for k, options in _FACT_OPTIONS.items() if option in options)
+        events = "; ".join(
+            f"{source.name} {', '.join(e.name for e in source.events if e.rule_kind is kind)}"
+            for source in SOURCE_TYPES.values()
+            if any(e.rule_kind is kind for e in source.events)
+        )
+        reads = (
+            f"its rules read only {', '.join(applies)}"
+            if applies
+            else "its bindings take no rule, so no fact applies"
+        )
+        raise click.UsageError(
+            f"{option} does not apply to {name.type} {event.name} ({reads}); it applies to {events}"
+        )
 
 
 @cli.command("explain")
@@ -78,6 +110,10 @@ def explain_command(
 ) -> None:
     """Show which bindings of SOURCE's EVENT would fire, in order, and why the others would not.
 
+    Each fact option applies to the events whose rules read it (--mail-from, --rcpt-to and
+    --ehlo to transport events, --command and --argument to protocol events, --newsgroups to
+    NNTP events); giving one to another event is a usage error.
+
     \b
     Example:
       seo explain smtp/1 OnArrival --mail-from a@example.com --rcpt-to b@example.net
@@ -85,7 +121,17 @@ def explain_command(
     from seo_core.dispatcher.explain import explain
 
     name = parse_source(source)
-    event_name = name.source_type.event(event).name
+    event_type = name.source_type.event(event)
+    event_name = event_type.name
+    given = {
+        "--mail-from": mail_from is not None,
+        "--rcpt-to": bool(rcpt_to),
+        "--ehlo": ehlo is not None,
+        "--command": verb is not None,
+        "--argument": argument is not None,
+        "--newsgroups": newsgroups is not None,
+    }
+    _refuse_facts_it_ignores(name, event_type, [option for option, on in given.items() if on])
     facts = EventFacts(
         ehlo=ehlo,
         mail_from=mail_from,

@@ -33,6 +33,7 @@ from seo_core.errors import (
 from seo_core.events.schema import Schema
 from seo_core.guids import parse_guid
 from seo_core.metabase import Binding, BindingSpec, validate_spec
+from seo_core.metabase.validation import escaped
 from seo_core.properties import PropertyValue
 from seo_core.registry import SinkRegistry
 
@@ -173,7 +174,8 @@ def binding_context(spec: BindingSpec, index: int) -> str:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A name as a message quotes it: control characters escaped, so the message is one line."""
+    return escaped(text)
 
 
 def _read(file: Path) -> str:

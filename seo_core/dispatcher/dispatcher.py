@@ -62,8 +62,8 @@ class Dispatcher:
 
     Build it with the source name, an open metabase and a sink registry; it loads the bindings
     at once and reloads them whenever the metabase changes (checked at most every
-    :data:`CHECK_INTERVAL` seconds, for the price of one ``PRAGMA data_version``). Call
-    :meth:`close` to write the last statistics.
+    :data:`CHECK_INTERVAL` seconds, for the price of one small query). Call :meth:`close` to
+    write the last statistics.
     """
 
     def __init__(
@@ -88,10 +88,12 @@ class Dispatcher:
         self._next_check = time.monotonic() + check_interval
         self._next_flush = time.monotonic() + stats_interval
         self._plan = Plan(-1)
+        self._mark: tuple[int, int | None] | None = None
+        """The metabase's change mark (generation, stamp) the plan was built at."""
         self._fast: dict[str, FastRun] = {}
         """The plan's fast runs, or none while debug logging is on (see ``fastpath``)."""
         self._retired: list[Plan] = []
-        self._rescanned = -1
+        self._rescanned: tuple[int, int | None] | None = None
         self.reload()
         DEADLINE.start()
         self._closed = False
@@ -105,11 +107,12 @@ class Dispatcher:
         the registry look at the installed packages again: a sink pip-installed after the
         server started is picked up when it is bound, without a restart.
         """
-        generation = self.metabase.generation()
+        mark = self.metabase.change_mark()
+        generation = mark[0]
         bindings = self.metabase.bindings(self.source)
         plan = self._build(bindings, generation)
-        if any(u.not_installed for u in plan.unavailable) and generation != self._rescanned:
-            self._rescanned = generation
+        if any(u.not_installed for u in plan.unavailable) and mark != self._rescanned:
+            self._rescanned = mark
             refreshed = self.registry.refresh()
             if refreshed is not self.registry:
                 self.registry = refreshed
@@ -120,6 +123,7 @@ class Dispatcher:
             self._report_unavailable(unavailable.binding, unavailable.reason)
         self._retired.append(self._plan)
         self._plan = plan
+        self._mark = mark
         self._verbose = _debug_enabled(self._log)
         self._fast = {} if self._verbose else plan.fast
         self._log.info(
@@ -164,11 +168,13 @@ class Dispatcher:
     def check_for_changes(self) -> bool:
         """Reload if the metabase's bindings changed since the last look; True if reloaded.
 
-        One indexed read of the generation counter; done at most every ``check_interval``, so
-        its cost per event is a clock comparison.
+        One query reads the generation counter and its stamp; done at most every
+        ``check_interval``, so its cost per event is a clock comparison. The stamp is compared
+        too because the counter alone can come back to the number the plan was built at: a
+        restored backup puts it back, and the next change moves it on to that number again.
         """
         self._next_check = time.monotonic() + self.check_interval
-        if self.metabase.generation() == self._plan.generation:
+        if self.metabase.change_mark() == self._mark:
             return False
         self.reload()
         return True

@@ -125,6 +125,18 @@ def applied_migrations(db: sqlite3.Connection) -> list[str]:
     return [row[0] for row in db.execute("SELECT name FROM schema_migrations ORDER BY name")]
 
 
+def other_tables(db: sqlite3.Connection) -> list[str]:
+    """The tables and views in ``db`` in name order, SQLite's own ``sqlite_*`` left out: what a
+    database that records no migration holds, when it holds anything."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        )
+    ]
+
+
 def unknown_migrations(applied: list[str]) -> list[str]:
     """Applied migrations this version of seo does not know: the file is from a newer seo."""
     known = {name for name, _ in MIGRATIONS}

@@ -4,7 +4,9 @@ Several processes may share one metabase (an administrator's ``seo`` command bes
 servers), so every change is one transaction that takes the write lock up front
 (``BEGIN IMMEDIATE``) and waits for a busy lock instead of failing, and the file is in WAL mode so
 readers never block writers. A generation counter, bumped by every change to bindings, lets a
-running dispatcher notice a change for the price of reading one integer.
+running dispatcher notice a change for the price of one small query; each bump also writes a
+fresh random stamp beside it, because a restored backup puts the counter back, and the next
+change would then bring it to a number a dispatcher has already seen.
 """
 
 from __future__ import annotations
@@ -94,8 +96,10 @@ class Metabase:
 
         A new file is created readable and writable by its owner only: bindings name the code
         that runs inside the mail server. With ``create=False`` (the commands that only read)
-        nothing is made: a missing file, an empty one or a SQLite database without seo's
-        tables is a :class:`MetabaseError`, and the file is left exactly as it was.
+        nothing is made: a missing file, an empty one or a SQLite database with no tables is an
+        :class:`UnmadeMetabaseError`, and the file is left exactly as it was. A SQLite database
+        that holds another application's tables, and none of seo's, is a :class:`MetabaseError`
+        either way: seo's tables do not go beside them.
         """
         target = Path(path)
         _prepare_file(target, create=create)
@@ -107,8 +111,7 @@ class Metabase:
             raise MetabaseError(target, f"cannot open: {exc}") from exc
         metabase = cls(target, db)
         try:
-            if not create:
-                metabase._refuse_unmade()
+            metabase._refuse_unmade(create=create)
             metabase._configure(busy_timeout)
             metabase._migrate()
         except BaseException:
@@ -116,19 +119,29 @@ class Metabase:
             raise
         return metabase
 
-    def _refuse_unmade(self) -> None:
+    def _refuse_unmade(self, *, create: bool) -> None:
         """Refuse a file that is not a metabase yet, before anything is written to it (even
-        switching to WAL mode writes): a listing must not turn an empty file into a metabase."""
+        switching to WAL mode writes): a listing must not turn an empty file into a metabase,
+        and no command may add seo's tables beside another application's."""
         try:
             applied = migrations.applied_migrations(self._db)
+            others = [] if applied else migrations.other_tables(self._db)
         except sqlite3.DatabaseError as exc:
             raise _translate(self.path, exc) from exc
         if applied:
             return
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if others[5:] else "")
+            raise MetabaseError(
+                self.path,
+                f"is a SQLite database that holds other tables ({shown}) and none of seo's; "
+                "seo will not add its tables to another application's database: give the "
+                "metabase a file of its own",
+            )
+        if create:
+            return
         what = (
-            "an empty file"
-            if self.path.stat().st_size == 0
-            else "a SQLite database without seo's tables"
+            "an empty file" if self.path.stat().st_size == 0 else "a SQLite database with no tables"
         )
         raise UnmadeMetabaseError(
             self.path,
@@ -206,6 +219,11 @@ class Metabase:
                 yield self._db
                 if self._bump:
                     self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+                    # No migration adds the row: the first change does, so a file stays usable
+                    # by a seo that does not know the stamp (it moves only the counter).
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('stamp', random())"
+                    )
                 self._db.execute("COMMIT")
             except BaseException as exc:
                 self._db.execute("ROLLBACK")
@@ -234,10 +252,24 @@ class Metabase:
     # -- change detection ------------------------------------------------------------------
 
     def generation(self) -> int:
-        """A number that changes whenever any binding or source changes."""
+        """A number that goes up by one with every change to bindings or sources."""
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         return int(row[0])
+
+    def change_mark(self) -> tuple[int, int | None]:
+        """The generation and the random stamp its last bump wrote (``None`` before the first
+        change), read in one query: what a watcher compares to notice a change.
+
+        The generation alone repeats after a backup is restored (back to 16, then a change
+        makes it 17 a second time); the stamp of that change is new, so the pair never repeats.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT (SELECT value FROM meta WHERE key = 'generation'), "
+                "(SELECT value FROM meta WHERE key = 'stamp')"
+            ).fetchone()
+        return int(row[0]), None if row[1] is None else int(row[1])
 
     def data_version(self) -> int:
         """SQLite's per-connection change counter: moves when another connection commits.

@@ -8,8 +8,9 @@ the value at fault. Nothing reaches the database unless all of it passes.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 from seo_core.catalog import EventType, SourceName, parse_source
 from seo_core.errors import ValidationError
@@ -32,6 +33,19 @@ BINDING_PROPERTIES = ("Timeout",)
 """The EventBindingProperties seo reads. Others are free-form, but a close misspelling of one of
 these is refused: ``Timeot = 5`` would otherwise leave the default timeout, silently."""
 
+MAX_FIRINGS_LIMIT = 2**63 - 1
+"""The largest MaxFirings: SQLite's largest integer, the most the metabase can store. A budget
+that large never runs out, but a larger number must be refused here, not by SQLite mid-write."""
+
+EARLIEST_EXPIRATION = datetime.min.replace(tzinfo=UTC)
+LATEST_EXPIRATION = datetime.max.replace(microsecond=0, tzinfo=UTC)
+EXPIRATION_RANGE = (
+    f"out of range {EARLIEST_EXPIRATION.isoformat().replace('+00:00', 'Z')}.."
+    f"{LATEST_EXPIRATION.isoformat().replace('+00:00', 'Z')} (in UTC, as it is stored)"
+)
+"""Why an Expiration is refused that has no UTC form: the metabase stores instants in UTC, and
+``9999-12-31T23:59:59-05:00`` is in the year 10000 there, which no ``datetime`` can hold."""
+
 BAG_FIELDS = {
     "binding": "EventBindingProperties",
     "sink": "SinkProperties",
@@ -46,9 +60,13 @@ def resolve_event(source: str, event: str) -> tuple[SourceName, EventType]:
 
 
 def check_display_name(name: str | None) -> str | None:
-    """DisplayName is optional; when given it is non-empty and does not start with ``{``.
+    """DisplayName is optional; when given it is non-empty, does not start with ``{`` and holds
+    no control character.
 
     A leading brace is reserved so that an argument starting with ``{`` always means a GUID.
+    A control character (C0, DEL, C1) or a line or paragraph separator would break the one line
+    per binding of ``seo bindings list`` and of every message that names the binding, and
+    cannot be typed back to name it.
     """
     if name is None:
         return None
@@ -56,7 +74,43 @@ def check_display_name(name: str | None) -> str | None:
         raise ValidationError("DisplayName", name, "must not be empty (omit it instead)")
     if name.startswith("{"):
         raise ValidationError("DisplayName", name, "must not start with '{' (reserved for GUIDs)")
+    for position, char in enumerate(name, 1):
+        kind = _LINE_BREAKERS.get(unicodedata.category(char))
+        if kind is not None:
+            # The message shows the name escaped: printed as is, the character would break the
+            # one-line error too. The error still carries the name as it was given.
+            error = ValidationError(
+                "DisplayName",
+                None,
+                f"{escaped(name)} holds {kind}, {escaped(char)[1:-1]} (U+{ord(char):04X}), at "
+                f"character {position}; a DisplayName must print on one line",
+            )
+            error.value = name
+            raise error
     return name
+
+
+def escaped(text: str) -> str:
+    """``text`` as a double-quoted string with every control character as an escape (``\\n``,
+    ``\\u0085``), so that a message quoting it stays on one line whatever it holds."""
+    out = []
+    for char in text:
+        if char in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[char])
+        elif unicodedata.category(char) in _LINE_BREAKERS:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+_LINE_BREAKERS = {
+    "Cc": "a control character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+"""The Unicode categories a DisplayName may not hold: C0, DEL and C1 (``Cc``), U+2028, U+2029."""
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def check_sink_class(sink_class: str) -> str:
@@ -72,16 +126,28 @@ def check_sink_class(sink_class: str) -> str:
 
 
 def check_max_firings(value: object) -> int:
-    """MaxFirings: 0 (unlimited) or a positive number of notifications."""
+    """MaxFirings: 0 (unlimited) or a positive number of notifications, up to
+    :data:`MAX_FIRINGS_LIMIT`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError("MaxFirings", value, "must be a whole number >= 0 (0 = unlimited)")
+    if value > MAX_FIRINGS_LIMIT:
+        raise ValidationError(
+            "MaxFirings", value, f"out of range 0..{MAX_FIRINGS_LIMIT} (0 = unlimited)"
+        )
     return value
 
 
 def check_expiration(value: datetime | None) -> datetime | None:
-    """Expiration is an instant, so it must carry its time zone."""
-    if value is not None and value.tzinfo is None:
+    """Expiration is an instant, so it must carry its time zone, and it is stored in UTC, so it
+    must have a UTC form (see :data:`EXPIRATION_RANGE`)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise ValidationError("Expiration", value.isoformat(), "needs a time zone")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError("Expiration", value, EXPIRATION_RANGE) from None
     return value
 
 
