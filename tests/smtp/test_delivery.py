@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import errno
 import os
@@ -12,9 +13,13 @@ from typing import Any, ClassVar
 
 import pytest
 
+from seo_core.dispatcher import Dispatcher
 from seo_core.metabase import BindingSpec, Metabase
 from seo_core.sdk import DeliveryEvent, hookimpl
-from seo_core.sources.smtp.spool import Spool
+from seo_core.sources.smtp import delivery_process
+from seo_core.sources.smtp.delivery import Delivery
+from seo_core.sources.smtp.settings import SmtpSettings
+from seo_core.sources.smtp.spool import Envelope, Spool, new_message_id
 from seo_core.testing import RunningSmtp, running_smtp
 from tests.conftest import without_trace
 from tests.smtp.conftest import delivered, registry_with
@@ -154,3 +159,58 @@ def test_each_message_gets_a_received_line_naming_client_server_queue_id_and_tim
     assert first_lines[0] == b"Received: from old.client.test ([127.0.0.1])"
     assert b" with SMTP id " in first_lines[1]
     assert b"for <" not in to_carol.split(MESSAGE[:10])[0]  # other recipients are not named
+
+
+async def test_notices_past_the_queue_limit_wait_as_positions_and_every_message_is_delivered(
+    metabase_path: Path,
+    metabase: Metabase,
+    bound_store: str,
+    mailboxes: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mail accepted faster than it is delivered: the delivery process holds at most
+    QUEUE_LIMIT messages in memory, the rest wait as journal positions, and all arrive."""
+    monkeypatch.setattr(delivery_process, "QUEUE_LIMIT", 5)
+    settings = SmtpSettings.from_mapping(
+        "smtp/1",
+        {"listen": "127.0.0.1:2525", "local_domains": ["example.com"], "spool": tmp_path / "spool"},
+    )
+    spool = Spool(settings.spool)
+    spool.open_journal()
+    dispatcher = Dispatcher("smtp/1", metabase, registry_with())
+    delivery = Delivery(settings, dispatcher, spool)
+    await delivery.start()
+    accepted = [
+        (
+            Envelope(
+                id=new_message_id(),
+                mail_from="alice@example.net",
+                recipients=[f"user{n}@example.com"],
+                received_at=time.time(),
+                size=len(MESSAGE),
+            ),
+            MESSAGE,
+        )
+        for n in range(40)
+    ]
+    notices = delivery_process.Notices("smtp/1", spool, delivery)
+    feeder = asyncio.create_task(notices.feed())
+    try:
+        for location in spool.accept_group(accepted):
+            notices.add(location.segment, location.record)
+        assert notices.in_hand <= 5
+        assert len(notices.waiting) >= 35
+        most = 0
+        while notices.waiting or not delivery.pipeline.idle.is_set():
+            most = max(most, notices.in_hand)
+            await asyncio.sleep(0.005)
+    finally:
+        feeder.cancel()
+        await delivery.stop(asyncio.get_running_loop().time() + 10)
+        spool.close()
+        dispatcher.close()
+    assert most <= 5
+    for n in range(40):
+        assert delivered(mailboxes, f"user{n}@example.com") == [MESSAGE]
+    assert Spool(tmp_path / "spool").pending() == []

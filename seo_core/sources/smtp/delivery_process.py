@@ -17,18 +17,22 @@ sinks as the listener.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from seo_core.sources.smtp.settings import SmtpSettings
 from seo_core.sources.smtp.spool import Envelope, Location, Spool
+
+if TYPE_CHECKING:
+    from seo_core.sources.smtp.delivery import Delivery
 
 log = structlog.get_logger("seo.smtp")
 
@@ -41,6 +45,12 @@ HEALTHY_AFTER = 60.0
 comes after the shortest delay again."""
 TICK_INTERVAL = 0.5
 """Seconds between looks at the metabase for binding changes while no event comes."""
+QUEUE_LIMIT = 2000
+"""Messages the pipeline holds in memory (envelope and all, about 2 KB each) at once.
+
+When mail comes in faster than it is delivered for long, the notices of the messages beyond
+this wait as two numbers each (where their record lies in the journal), so the process's memory
+stays flat however long the backlog grows; they are taken in as the pipeline catches up."""
 
 
 class DeliveryProcess:
@@ -157,27 +167,73 @@ async def _serve(spec: dict[str, Any]) -> None:
     resumed = await delivery.start()
     log.info("smtp_delivery_ready", source=settings.name, pid=os.getpid(), resumed=resumed)
     ticker = asyncio.create_task(_tick(dispatcher))
+    notices = Notices(settings.name, spool, delivery)
+    feeder = asyncio.create_task(notices.feed())
     deadline = settings.shutdown_timeout  # unless the listener says how long is left
     try:
+        # Read every line as it comes, however far behind delivery is: ``stop`` must be seen.
         while line := await reader.readline():
             if line.startswith(b"stop "):
                 deadline = float(line.split()[1])
                 break
             segment, record = map(int, line.split())
-            try:
-                envelope, location = spool.read_record(segment, record)
-            except (OSError, ValueError) as exc:
-                # Not lost: it is in the journal, and the next start reads it from there.
-                log.error("smtp_delivery_notice_unreadable", source=settings.name, error=str(exc))
-                continue
-            delivery.deliver(envelope, location)
+            notices.add(segment, record)
     finally:
         ticker.cancel()
+        feeder.cancel()
         await delivery.stop(loop.time() + deadline)
         spool.close()
         dispatcher.close()
         metabase.close()
         log.info("smtp_delivery_stopped", source=settings.name, pid=os.getpid())
+
+
+class Notices:
+    """The listener's notices of accepted messages, taken into the pipeline up to
+    :data:`QUEUE_LIMIT` at a time; the rest wait, in order, as their journal positions.
+
+    Notices left waiting when delivery stops are not lost: the messages are in the journal,
+    and the next start resumes them from there.
+    """
+
+    def __init__(self, source: str, spool: Spool, delivery: Delivery) -> None:
+        self.source = source
+        self.spool = spool
+        self.delivery = delivery
+        self.waiting: collections.deque[tuple[int, int]] = collections.deque()
+        self._room = asyncio.Event()
+
+    @property
+    def in_hand(self) -> int:
+        pipeline = self.delivery.pipeline
+        return pipeline.queue.qsize() + pipeline.working
+
+    def add(self, segment: int, record: int) -> None:
+        if self.waiting or self.in_hand >= QUEUE_LIMIT:
+            self.waiting.append((segment, record))
+            self._room.set()
+        else:
+            self._take(segment, record)
+
+    async def feed(self) -> None:
+        """Take waiting notices in as the pipeline makes room (looked at every 50 ms: with
+        thousands of messages in hand, the pipeline never runs dry in that time)."""
+        while True:
+            await self._room.wait()
+            while self.waiting and self.in_hand < QUEUE_LIMIT:
+                self._take(*self.waiting.popleft())
+            if not self.waiting:
+                self._room.clear()
+            await asyncio.sleep(0.05)
+
+    def _take(self, segment: int, record: int) -> None:
+        try:
+            envelope, location = self.spool.read_record(segment, record)
+        except (OSError, ValueError) as exc:
+            # Not lost: it is in the journal, and the next start reads it from there.
+            log.error("smtp_delivery_notice_unreadable", source=self.source, error=str(exc))
+            return
+        self.delivery.deliver(envelope, location)
 
 
 async def _tick(dispatcher: Any) -> None:
