@@ -139,6 +139,28 @@ class TestSmuggling:
         assert delivered(mailboxes, "bob@example.com") == []
 
 
+class TestCommandLines:
+    def test_a_command_ending_in_a_bare_lf_is_refused_and_not_run(
+        self, server: RunningSmtp, mailboxes: Path
+    ) -> None:
+        """RFC 5321, 2.3.8: lines end with CRLF. A bare LF must not split a pipelined batch into
+        commands a CRLF-reading peer (a filter in front, a log reader) would not see."""
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        talk.send(b"MAIL FROM:<evil@attacker.example>\nRCPT TO:<victim@example.com>\r\nDATA\r\n")
+        bare = b"500 5.5.2 Syntax error: a line must end with CRLF, not a bare LF"
+        assert talk.reply() == bare
+        assert talk.reply().startswith(b"503 ")  # RCPT: no MAIL was accepted
+        assert talk.reply().startswith(b"503 ")  # DATA: nor any recipient
+        assert talk.command(b"NOOP") == b"250 2.0.0 OK"  # the session goes on
+        talk.send(b"NOOP\n")
+        assert talk.reply() == bare
+        talk.close()
+        server.wait_idle()
+        assert ARRIVED == []
+        assert delivered(mailboxes, "victim@example.com") == []
+
+
 class TestSize:
     def test_a_declared_size_over_the_limit_gets_552_at_mail(self, server: RunningSmtp) -> None:
         talk = Dialogue(server.port)

@@ -162,11 +162,29 @@ class SeoSMTP(SMTP):
         self._in_command = False
         self._closing = False
         self._closer: asyncio.Task[None] | None = None
+        self._bare_lf = False
+        self._read_command_line: Callable[[bytes], Awaitable[bytes]] | None = None
+
+    async def _readuntil(self, separator: bytes = b"\n") -> bytes:
+        """aiosmtpd's reader, noting whether a command line ended in a bare LF.
+
+        aiosmtpd reads commands up to LF and strips CR and LF, so ``MAIL FROM:<a>\n`` would pass
+        for a whole line: one way to hide a command inside another line of a pipelined batch.
+        RFC 5321 (2.3.8) ends lines with CRLF only; :meth:`_run_command` refuses the others.
+        (DATA is read up to CRLF, and its content checked as a whole when it ends.)
+        """
+        assert self._read_command_line is not None
+        line = await self._read_command_line(separator)
+        self._bare_lf = separator == b"\n" and not line.endswith(b"\r\n")
+        return line
 
     # -- connection ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._read_command_line is None:  # the reader aiosmtpd made (STARTTLS keeps it)
+            self._read_command_line = self._reader.readuntil
+            self._reader.readuntil = self._readuntil  # type: ignore[method-assign,assignment]
         peer = transport.get_extra_info("peername")
         self.state = SessionState(
             SessionInfo(id=self.source.new_session_id(), peer=tuple(peer[:2]) if peer else None)
@@ -224,6 +242,9 @@ class SeoSMTP(SMTP):
 
     async def _run_command(self, verb: str, method: Method | None, arg: str | None) -> None:
         state = self.state
+        if self._bare_lf:
+            await self.push("500 5.5.2 Syntax error: a line must end with CRLF, not a bare LF")
+            return
         if arg is not None and not _valid_utf8(arg):
             await self.push("500 5.5.2 Syntax error: the command is not valid UTF-8")
             return
