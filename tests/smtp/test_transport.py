@@ -23,7 +23,7 @@ from seo_core.sdk import (
 from seo_core.sources.smtp.spool import Spool
 from seo_core.testing import running_smtp
 from tests.conftest import without_trace
-from tests.smtp.conftest import delivered, registry_with
+from tests.smtp.conftest import Store, delivered, registry_with
 
 TRAIL: list[str] = []
 BODY = b"Subject: hello\r\nFrom: a@example.net\r\n\r\nline one\r\nline two\r\n"
@@ -82,6 +82,20 @@ class Failing:
         event.fail("disk on fire")
 
 
+class FailsOnce(Store):
+    """A store that is down at its first try, and up from then on."""
+
+    tries = 0
+
+    @hookimpl
+    def smtp_store_driver(self, event: DeliveryEvent, sink_properties: Any) -> None:
+        FailsOnce.tries += 1
+        if FailsOnce.tries == 1:
+            event.fail("store down")
+        else:
+            super().smtp_store_driver(event, sink_properties)
+
+
 class AllowBig:
     @hookimpl
     def smtp_max_msg_size(self, event: SizeEvent) -> None:
@@ -96,12 +110,14 @@ SINKS = {
     "test-alias": Alias,
     "test-failing": Failing,
     "test-allow-big": AllowBig,
+    "test-fails-once": FailsOnce,
 }
 
 
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     TRAIL.clear()
+    FailsOnce.tries = 0
 
 
 def bind(metabase: Metabase, event: str, sink: str, **fields: Any) -> None:
@@ -356,3 +372,37 @@ def test_names_that_only_case_folding_makes_one_are_two_mailboxes(
         send(smtp.port, recipients, smtputf8=True)
         smtp.wait_idle()
     assert [len(delivered(mailboxes, r)) for r in recipients] == [1, 1]
+
+
+def test_a_retry_runs_only_storedriver_with_the_message_as_the_sinks_left_it(
+    metabase: Metabase, metabase_path: Path, tmp_path: Path, mailboxes: Path
+) -> None:
+    """The transport events run once per message, as in the original (a categorized message is
+    not categorized again): a retry spends no audit line, webhook call or MaxFirings budget."""
+    bind(metabase, "OnArrival", "test-tag", sink_properties={"value": "once"})
+    bind(metabase, "OnPostCategorize", "test-trail")
+    bind(metabase, "MsgTrackLog", "test-trail")
+    bind(metabase, "StoreDriver", "test-fails-once", sink_properties={"root": str(mailboxes)})
+    spool = tmp_path / "spool"
+    settings = {"retry_schedule": [0.05, 0.05]}
+    with running_smtp(
+        metabase_path, registry_with(**SINKS), spool=spool, settings=settings
+    ) as smtp:
+        send(smtp.port, ["bob@example.com"])
+        smtp.wait_idle()
+        (kept,) = (spool / "processed").iterdir()  # the tagged message, for the retry
+        assert b"X-Seo-Tagged: once\r\n" in kept.read_bytes()
+        smtp.server.call(_next_retry(smtp))
+        smtp.wait_idle()
+    assert FailsOnce.tries == 2
+    assert TRAIL == [
+        "MsgTrackLog received",
+        "OnPostCategorize bob@example.com",
+        "MsgTrackLog categorized",
+        "MsgTrackLog failed bob@example.com",
+        "MsgTrackLog delivered bob@example.com",
+    ]
+    (stored,) = delivered(mailboxes, "bob@example.com")
+    assert without_trace(stored) == BODY.replace(b"\r\n\r\n", b"\r\nX-Seo-Tagged: once\r\n\r\n", 1)
+    assert list((spool / "processed").iterdir()) == []
+    assert Spool(spool).pending() == []

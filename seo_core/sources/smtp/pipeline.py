@@ -301,6 +301,16 @@ class Pipeline:
             envelope, raw = spool.load(message_id)
         except KeyError:
             return  # finished meanwhile
+        if envelope.categorized is not None:
+            # A retry: the transport events ran before it was deferred; only delivery is left.
+            if envelope.processed:
+                raw = await asyncio.get_running_loop().run_in_executor(
+                    None, spool.load_processed, message_id
+                )
+            await self._start_delivery(
+                envelope, Content(raw), envelope.categorized, dict(envelope.failed)
+            )
+            return
         content = Content(raw)
         dispatcher = self.source.dispatcher
         if envelope.attempts == 0 and not envelope.delivered:
@@ -322,12 +332,17 @@ class Pipeline:
             return
         await self._track(envelope, content, "categorized")
         failed.update(envelope.failed)
+        await self._start_delivery(envelope, content, resolved, failed)
+
+    async def _start_delivery(
+        self, envelope: Envelope, content: Content, recipients: list[str], failed: dict[str, str]
+    ) -> None:
         # Stopping may cancel this worker: not between storing a copy and recording it, or the
         # next run would store it again. The delivery goes on, and stopping waits for it.
-        delivery = asyncio.ensure_future(self._deliver(envelope, content, resolved, failed))
+        delivery = asyncio.ensure_future(self._deliver(envelope, content, recipients, failed))
         self._delivering.add(delivery)
         delivery.add_done_callback(self._delivering.discard)
-        self._in_flight[message_id] = delivery
+        self._in_flight[envelope.id] = delivery
         await asyncio.shield(delivery)
 
     def _event(
@@ -432,7 +447,7 @@ class Pipeline:
             await self._track(envelope, content, "failed", recipient, reason)
         envelope.failed = failed
         if retry:
-            await self._schedule_retry(envelope, data, retry)
+            await self._schedule_retry(envelope, data, content.raw, recipients, retry)
         elif failed and not envelope.delivered:
             envelope.reason = "; ".join(f"{r}: {why}" for r, why in failed.items())
             await self._badmail(envelope, data)
@@ -453,13 +468,31 @@ class Pipeline:
                 failed=len(failed),
             )
 
-    async def _schedule_retry(self, envelope: Envelope, data: bytes, retry: dict[str, str]) -> None:
+    async def _schedule_retry(
+        self,
+        envelope: Envelope,
+        data: bytes,
+        received: bytes,
+        recipients: list[str],
+        retry: dict[str, str],
+    ) -> None:
+        """Defer the message for the recipients in ``retry``, or set it aside at the end of the
+        schedule. ``data`` is the message as the sinks left it, ``received`` as it came."""
         schedule = self.source.settings.retry_schedule
         if envelope.attempts >= len(schedule):
             envelope.failed.update(retry)
             envelope.reason = "; ".join(f"{r}: {why}" for r, why in envelope.failed.items())
             await self._badmail(envelope, data)
             return
+        if envelope.categorized is None:
+            # The first deferral: what the transport events made of the message is kept, and
+            # the retries start at StoreDriver (see Envelope.categorized).
+            if data is not received and data != received:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.source.spool.keep_processed, envelope.id, data
+                )
+                envelope.processed = True
+            envelope.categorized = list(recipients)
         delay = schedule[envelope.attempts]
         envelope.attempts += 1
         await self._save(envelope)

@@ -14,6 +14,8 @@ Layout under the source's spool folder::
                         the last record
     journal/<n>.state   what became of them: JSON lines, a new delivery state or ``done``
     badmail/            messages kept aside: <id>.eml and <id>.json (with the reason)
+    processed/          <id>.eml: a deferred message as the transport events left it, for its
+                        retries (made when the first one is needed)
 
 A spool has two roles, which may live in two processes: the *journal writer* (the SMTP listener,
 :meth:`Spool.open_journal` and :meth:`Spool.accept_group`) and the *queue* (delivery,
@@ -77,6 +79,13 @@ class Envelope:
     attempts: int = 0
     reason: str | None = None
     """Why the message went to badmail."""
+    categorized: list[str] | None = None
+    """Once a delivery was deferred: the recipients the transport events resolved. A retry
+    starts at StoreDriver with them, so OnArrival to OnPostCategorize run once per message (an
+    audit line, a webhook or a MaxFirings budget is not spent again by each retry)."""
+    processed: bool = False
+    """The message as the sinks left it, when they changed it, is kept for the retries in
+    ``processed/<id>.eml`` (the journal holds it as it was received)."""
 
     def to_json(self) -> bytes:
         # Not dataclasses.asdict: it deep-copies every list and costs more than the dump.
@@ -95,6 +104,8 @@ class Envelope:
             "failed": self.failed,
             "attempts": self.attempts,
             "reason": self.reason,
+            "categorized": self.categorized,
+            "processed": self.processed,
         }
 
     def copy(self) -> Envelope:
@@ -103,6 +114,7 @@ class Envelope:
             recipients=list(self.recipients),
             delivered=list(self.delivered),
             failed=dict(self.failed),
+            categorized=None if self.categorized is None else list(self.categorized),
         )
 
 
@@ -194,6 +206,7 @@ class Spool:
         self.root = root
         self.journal = root / "journal"
         self.badmail = root / "badmail"
+        self.processed = root / "processed"
         # the journal writer
         self._segment = 0
         self._segment_fd = -1
@@ -316,6 +329,10 @@ class Spool:
                 if segment < self._newest and not self._live[segment]:
                     self._remove_segment(segment)
             self._entries = entries
+        for path in self.processed.glob("*.eml*") if self.processed.is_dir() else ():
+            entry = entries.get(path.stem)
+            if entry is None or not entry.envelope.processed or path.suffix != ".eml":
+                path.unlink()  # kept by a run that died before recording it, or finished
 
     def track(self, envelope: Envelope, location: Location) -> bool:
         """Take a newly accepted message into the queue; False when it is known already."""
@@ -433,11 +450,14 @@ class Spool:
         this process never takes them again, and the record is written with the next group.
         """
         entries = self._queue()
+        kept: list[str] = []
         with self._lock:
             for message_id in message_ids:
                 entry = entries.pop(message_id, None)
                 if entry is not None:
                     self._unrecorded.append((entry.location.segment, message_id))
+                    if entry.envelope.processed:
+                        kept.append(message_id)
             unrecorded, self._unrecorded = self._unrecorded, []
         records: dict[int, list[dict[str, Any]]] = {}
         for segment, message_id in unrecorded:
@@ -453,6 +473,32 @@ class Spool:
                 self._live[segment] -= 1
         for segment in records:
             self._retire(segment)
+        for message_id in kept:
+            self._processed_path(message_id).unlink(missing_ok=True)
+
+    def keep_processed(self, message_id: str, content: bytes) -> None:
+        """Store ``content``, the message as the transport events left it, for its retries.
+
+        Durably, and whole or not at all (a temporary name, flushed, then renamed): the state
+        that says it is there (:attr:`Envelope.processed`) is recorded after this returns.
+        """
+        self.processed.mkdir(mode=0o700, exist_ok=True)
+        path = self._processed_path(message_id)
+        part = path.with_name(f".{path.name}.part")
+        try:
+            _write_durably(part, content)
+            os.replace(part, path)
+            _fsync_folder(self.processed)
+        except OSError:
+            part.unlink(missing_ok=True)
+            raise
+
+    def load_processed(self, message_id: str) -> bytes:
+        """The content :meth:`keep_processed` stored for the message."""
+        return self._processed_path(message_id).read_bytes()
+
+    def _processed_path(self, message_id: str) -> Path:
+        return self.processed / f"{message_id}.eml"
 
     def to_badmail(self, envelope: Envelope, content: bytes) -> Path:
         """Keep a message aside with its reason, then take it out of the queue.
