@@ -45,7 +45,8 @@ def check_env_ref(field: str, value: dict[str, PropertyValue]) -> str:
         raise ValidationError(
             field,
             value,
-            'an environment reference is { env = "NAME" }, NAME made of letters, digits and _',
+            'an environment reference is { env = "NAME" }, NAME made of letters, digits and _, '
+            "not starting with a digit",
         )
     return name
 
@@ -78,7 +79,11 @@ class PropertyBag(Mapping[str, PropertyValue]):
         return self._has_env_refs
 
     def __getitem__(self, name: str) -> PropertyValue:
-        return self._items[name.casefold()][1]
+        try:
+            return self._items[name.casefold()][1]
+        except KeyError:
+            # The folded key would name 'tag' where the sink wrote 'Tag'.
+            raise KeyError(name) from None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.casefold() in self._items

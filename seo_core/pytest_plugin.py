@@ -133,9 +133,12 @@ def context_class(source_type: str, event: EventType) -> type[EventContext]:
 
 def find_event(name: str, source: str | None = None) -> tuple[SourceType, EventType]:
     """The source type and event named ``name``: an event name or alias in any case, or a hook
-    name (``smtp_on_arrival``); ``source`` (``nntp/2``) decides the source type when given."""
+    name (``smtp_on_arrival``); ``source`` (``nntp/2``) decides the source type when given.
+
+    Without ``source`` the name is looked up among the events of every source type at once,
+    by the catalogue's own lookup, so a misspelt name gets the CLI's "did you mean".
+    """
     from seo_core.catalog import SOURCE_TYPES, event_for_hook, parse_source
-    from seo_core.errors import UnknownEventError
 
     if source is not None:
         kind = parse_source(source).source_type
@@ -143,11 +146,14 @@ def find_event(name: str, source: str | None = None) -> tuple[SourceType, EventT
     found = event_for_hook(name.strip())
     if found is not None:
         return found
-    for kind in SOURCE_TYPES.values():
-        with contextlib.suppress(UnknownEventError):
-            return kind, kind.event(name)
-    known = ", ".join(e.name for kind in SOURCE_TYPES.values() for e in kind.events)
-    raise UnknownEventError("event", name, f"not an event of any source type; known: {known}")
+    kinds = list(SOURCE_TYPES.values())
+    every = dataclasses.replace(
+        kinds[0],
+        name=" or ".join(kind.name for kind in kinds),
+        events=tuple(event for kind in kinds for event in kind.events),
+    )
+    event = every.event(name)
+    return next(kind for kind in kinds if event in kind.events), event
 
 
 def make_event(name: str, *, source: str | None = None, **fields: Any) -> EventContext:
@@ -418,6 +424,7 @@ class SinkRunner:
                 "(seo_event builds it right)"
             )
         registry, sink_class = self._registry_for(sink)
+        sink_props = _paths_from_here(registry, sink_class, dict(sink_properties or {}))
         props = dict(source_properties or {})
         if rule is not None:
             props["Rule"] = rule
@@ -429,7 +436,7 @@ class SinkRunner:
             sink_class=sink_class,
             display_name=name,
             max_firings=max_firings,
-            sink_properties=dict(sink_properties or {}),
+            sink_properties=sink_props,
             source_properties=props,
             binding_properties=dict(binding_properties or {}),
         )
@@ -464,6 +471,21 @@ class SinkRunner:
                 self._installed = SinkRegistry.discover()
             return self._installed, sink
         return SinkRegistry.from_objects({SINK_UNDER_TEST: sink}), SINK_UNDER_TEST
+
+
+def _paths_from_here(
+    registry: SinkRegistry, sink_class: str, properties: dict[str, PropertyValue]
+) -> dict[str, PropertyValue]:
+    """The sink's path properties made absolute against the current folder, as
+    ``seo bindings add`` stores them (the same function does it for both)."""
+    from seo_core.config.load import absolute_path_properties
+    from seo_core.errors import SeoError
+
+    try:
+        info = registry.resolve(sink_class)
+    except SeoError:
+        return properties  # the binding's check says what is wrong with the sink
+    return absolute_path_properties(properties, info.target, Path.cwd())
 
 
 def _checker(registry: SinkRegistry) -> Any:
@@ -534,15 +556,18 @@ def _binding_spec(table: BindingTable, default_source: str) -> BindingSpec:
 
 def _bind(
     path: Path, registry: SinkRegistry, bindings: Sequence[BindingTable], source: str
-) -> list[Binding]:
+) -> None:
+    """Write ``bindings`` to the metabase at ``path``, checked and with absolute paths as
+    ``seo bindings add`` writes them."""
     from seo_core.metabase import Metabase
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with Metabase.open(path) as metabase:
-        return [
-            metabase.add_binding(_binding_spec(table, source), check=_checker(registry))
-            for table in bindings
-        ]
+        for table in bindings:
+            spec = _binding_spec(table, source)
+            properties = _paths_from_here(registry, spec.sink_class, dict(spec.sink_properties))
+            spec = dataclasses.replace(spec, sink_properties=properties)
+            metabase.add_binding(spec, check=_checker(registry))
 
 
 class _Server:
@@ -550,15 +575,27 @@ class _Server:
 
     host = "127.0.0.1"
 
-    def __init__(
-        self, metabase: Path, bindings: list[Binding], stack: contextlib.ExitStack
-    ) -> None:
+    running: RunningSmtp | RunningNntp
+
+    def __init__(self, metabase: Path, stack: contextlib.ExitStack) -> None:
         self.metabase = metabase
         """The metabase file the source reads; change bindings in it while the server runs
         (the CLI's ``--metabase``) and the source picks the change up."""
-        self.bindings = bindings
-        """The bindings the server was started with, as stored."""
         self._stack = stack
+
+    @property
+    def bindings(self) -> list[Binding]:
+        """Every binding in the metabase as stored now, read at each access, in the
+        metabase's order (source, event, firing order).
+
+        The source writes its fire counts and statistics about once a second; they are
+        written first, so ``fire_count`` counts every notification so far.
+        """
+        from seo_core.metabase import Metabase
+
+        self.running.flush_stats()
+        with Metabase.open(self.metabase) as metabase:
+            return metabase.bindings()
 
     def close(self) -> None:
         """Stop the source: sessions in progress end, the listener closes. Idempotent."""
@@ -588,11 +625,10 @@ class SmtpServer(_Server):
         running: RunningSmtp,
         metabase: Path,
         spool: Path,
-        bindings: list[Binding],
         stack: contextlib.ExitStack,
     ) -> None:
-        super().__init__(metabase, bindings, stack)
-        self.running = running
+        super().__init__(metabase, stack)
+        self.running: RunningSmtp = running
         """The underlying :class:`seo_core.testing.RunningSmtp` (``source``, ``restart()``)."""
         self.spool = spool
         """The spool folder; kept-aside messages are in its ``badmail`` folder."""
@@ -639,11 +675,10 @@ class NntpServer(_Server):
         running: RunningNntp,
         metabase: Path,
         store: Path,
-        bindings: list[Binding],
         stack: contextlib.ExitStack,
     ) -> None:
-        super().__init__(metabase, bindings, stack)
-        self.running = running
+        super().__init__(metabase, stack)
+        self.running: RunningNntp = running
         """The underlying :class:`seo_core.testing.RunningNntp`."""
         self.store = store
         """The folder the articles are stored in."""
@@ -704,8 +739,8 @@ class _ServerFactory:
 
     def _prepare(
         self, bindings: Sequence[BindingTable], sinks: Mapping[str, object] | None
-    ) -> tuple[SinkRegistry, Path, Path, list[Binding]]:
-        """The registry, the server's folder, its metabase and the bindings written there."""
+    ) -> tuple[SinkRegistry, Path, Path]:
+        """The registry, the server's folder and its metabase, the bindings written there."""
         from seo_core.registry import SinkRegistry
 
         if self._installed is None:
@@ -713,8 +748,8 @@ class _ServerFactory:
         registry = _registry_with(self._installed, sinks)
         folder = self._folder / f"seo-{self.kind}-{next(self._numbers)}"
         metabase = folder / "seo-metabase.db"
-        bound = _bind(metabase, registry, bindings, f"{self.kind}/1")
-        return registry, folder, metabase, bound
+        _bind(metabase, registry, bindings, f"{self.kind}/1")
+        return registry, folder, metabase
 
     def _keep(self, server: Any) -> None:
         self._stack.callback(server.close)
@@ -742,7 +777,7 @@ class SmtpServerFactory(_ServerFactory):
     ) -> SmtpServer:
         from seo_core.testing import running_smtp
 
-        registry, folder, metabase, bound = self._prepare(bindings, sinks)
+        registry, folder, metabase = self._prepare(bindings, sinks)
         spool = folder / "spool"
         stack = contextlib.ExitStack()
         running = stack.enter_context(
@@ -754,7 +789,7 @@ class SmtpServerFactory(_ServerFactory):
                 settings=settings,
             )
         )
-        server = SmtpServer(running, metabase, spool, bound, stack)
+        server = SmtpServer(running, metabase, spool, stack)
         self._keep(server)
         return server
 
@@ -775,13 +810,13 @@ class NntpServerFactory(_ServerFactory):
     ) -> NntpServer:
         from seo_core.testing import running_nntp
 
-        registry, folder, metabase, bound = self._prepare(bindings, sinks)
+        registry, folder, metabase = self._prepare(bindings, sinks)
         store = folder / "news"
         stack = contextlib.ExitStack()
         running = stack.enter_context(
             running_nntp(metabase, registry, store=store, groups=tuple(groups), settings=settings)
         )
-        server = NntpServer(running, metabase, store, bound, stack)
+        server = NntpServer(running, metabase, store, stack)
         self._keep(server)
         return server
 

@@ -74,6 +74,23 @@ class RunningSource:
     def port(self) -> int:
         return int(self._source.port)
 
+    def flush_stats(self) -> None:
+        """Write the dispatchers' batched statistics and fire counts to the metabase now.
+
+        A source writes them about once a second; a test reading the metabase right after a
+        message would otherwise see the counts of the last write. Run on the server's loop,
+        the thread the dispatchers run in. Nothing to do once the server is stopped: stopping
+        wrote them.
+        """
+        if self.server.loop.is_closed():
+            return
+
+        async def flush() -> None:
+            for dispatcher in self.running.dispatchers:
+                dispatcher.flush_stats()
+
+        self.server.call(flush())
+
     def restart(self) -> None:
         """Stop the source and start it again on the same port, with its spool or store."""
         from seo_core.sources.runner import start_sources
@@ -96,12 +113,20 @@ class RunningSmtp(RunningSource):
         source: SmtpSource = self._source
         return source
 
-    def wait_idle(self, timeout: float = 30.0) -> None:
-        """Block until the pipeline has processed everything queued so far."""
+    def wait_idle(self, timeout: float = 30.0, *, retries: bool = True) -> None:
+        """Block until the pipeline has processed everything queued so far: each message
+        delivered, aborted or in badmail. A message waiting for a retry is not done yet, so
+        this waits for its retries too (set the source's ``retry_schedule`` short in tests);
+        with ``retries=False`` it returns once the first try of each is over."""
 
         async def idle() -> None:
-            await asyncio.sleep(0)
-            await self.source.pipeline.idle.wait()
+            pipeline = self.source.pipeline
+            while True:
+                await asyncio.sleep(0)
+                await pipeline.idle.wait()
+                if not (retries and pipeline.retrying):
+                    return
+                await asyncio.sleep(0.01)  # a retry is due: look again once it has had a turn
 
         self.server.call(idle(), timeout)
 

@@ -24,7 +24,7 @@ from seo_core.dispatcher.fastpath import FastRun
 from seo_core.metabase import BindingSpec, Metabase
 from seo_core.registry import SinkRegistry
 from seo_core.rules import EventFacts
-from seo_core.sdk import MessageEvent, Verdict, hookimpl
+from seo_core.sdk import MessageEvent, Prop, PropertyBag, Schema, Verdict, hookimpl
 from tests.conftest import run_process
 
 CALLS: list[tuple[str, Any]] = []
@@ -93,6 +93,14 @@ class AsyncTagger:
         CALLS.append(("async-tagger", event.message["X-Tag"]))
 
 
+class AsyncNapper:
+    seconds = 0.05
+
+    @hookimpl
+    async def smtp_on_arrival(self) -> None:
+        await asyncio.sleep(self.seconds)
+
+
 class Counted:
     instances = 0
 
@@ -116,6 +124,7 @@ SINKS: dict[str, object] = {
     "async-raiser": AsyncRaiser,
     "async-sleeper": AsyncSleeper,
     "async-tagger": AsyncTagger,
+    "async-napper": AsyncNapper,
     "counted": Counted,
     "uncached": Uncached,
 }
@@ -275,6 +284,104 @@ class TestNotification:
         assert unavailable[0]["sink"] == "not-installed"
 
 
+WORDS = ["spam"]
+DEFAULTS = Schema(
+    {
+        "Tag": Prop(str, default="hello"),
+        "Words": Prop(list, default=WORDS),
+        "Note": Prop(str),
+    }
+)
+
+
+class Defaulted:
+    """Declares defaults; keeps the SinkProperties it receives, as received."""
+
+    properties_schema = DEFAULTS
+
+    @hookimpl
+    def smtp_on_arrival(self, sink_properties: PropertyBag, binding: Any) -> None:
+        CALLS.append((binding.display_name, sink_properties))
+
+
+class UncachedDefaulted(Defaulted):
+    cacheable = False
+
+
+class AsyncDefaulted:
+    properties_schema = DEFAULTS
+
+    @hookimpl
+    async def smtp_on_arrival(self, sink_properties: PropertyBag, binding: Any) -> None:
+        CALLS.append((binding.display_name, sink_properties))
+
+
+class Careless:
+    """Reads a property no binding set and no schema declares."""
+
+    @hookimpl
+    def smtp_on_arrival(self, sink_properties: PropertyBag) -> None:
+        sink_properties["Tag"]
+
+
+class TestSchemaDefaults:
+    @pytest.fixture(params=["general-loop", "fast-path"])
+    def mode(self, request: pytest.FixtureRequest) -> str:
+        if request.param == "fast-path":
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+        return str(request.param)
+
+    @pytest.fixture
+    def defaults_dispatcher(self, metabase: Metabase, mode: str) -> Iterator[Dispatcher]:
+        sinks = {
+            "defaulted": Defaulted,
+            "uncached": UncachedDefaulted,
+            "async": AsyncDefaulted,
+            "careless": Careless,
+        }
+        made = Dispatcher("smtp/1", metabase, SinkRegistry.from_objects(sinks))
+        yield made
+        made.close()
+
+    @pytest.mark.parametrize("sink", ["defaulted", "uncached", "async"])
+    def test_the_hook_gets_the_defaults_of_what_the_binding_leaves_out(
+        self, metabase: Metabase, defaults_dispatcher: Dispatcher, mode: str, sink: str
+    ) -> None:
+        given = bind(
+            metabase,
+            "given",
+            sink,
+            sink_properties={"tag": "mine"},
+            source_properties={"Priority": 1},
+        )
+        unset = bind(metabase, "unset", sink, source_properties={"Priority": 2})
+        defaults_dispatcher.reload()
+        assert ("OnArrival" in defaults_dispatcher.plan.fast) is (sink != "async")
+        defaults_dispatcher.notify_sync(arrival())
+        defaults_dispatcher.notify_sync(arrival())
+        assert [(name, props.to_dict()) for name, props in CALLS[:2]] == [
+            ("given", {"tag": "mine", "Words": ["spam"]}),
+            ("unset", {"Tag": "hello", "Words": ["spam"]}),
+        ]
+        first, second = CALLS[1][1], CALLS[3][1]
+        assert first["TAG"] == "hello"
+        assert first is second  # worked out when the plan was built, not per event
+        assert first["Words"] is not WORDS  # a sink changing it cannot change the schema
+        assert metabase.binding(given).sink_properties == PropertyBag({"tag": "mine"})
+        assert metabase.binding(unset).sink_properties == PropertyBag()
+
+    def test_a_missing_property_is_named_as_the_sink_spelt_it(
+        self, metabase: Metabase, defaults_dispatcher: Dispatcher, mode: str
+    ) -> None:
+        careless = bind(metabase, "careless", "careless")
+        defaults_dispatcher.reload()
+        with capture_logs() as logs:
+            result = defaults_dispatcher.notify_sync(arrival())
+        assert result.failed == 1
+        (failure,) = [e for e in logs if e["event"] == "sink_failed"]
+        assert (failure["binding_id"], failure["error"]) == (careless, "KeyError: 'Tag'")
+
+
 class TestInstances:
     def test_a_class_sink_is_instantiated_once_per_binding(
         self, metabase: Metabase, dispatcher: Dispatcher
@@ -367,6 +474,17 @@ class TestIsolation:
             (two, "skip_remaining"),
         ]
         assert all(e["duration_ms"] >= 0 and e["source"] == "smtp/1" for e in lines)
+
+    def test_an_async_sink_is_logged_with_the_time_it_took(
+        self, metabase: Metabase, dispatcher: Dispatcher
+    ) -> None:
+        nap = bind(metabase, "nap", "async-napper")
+        dispatcher.reload()
+        with capture_logs() as logs:
+            dispatcher.notify_sync(arrival())
+        (line,) = [e for e in logs if e["event"] == "sink_notified"]
+        assert line["binding_id"] == nap
+        assert line["duration_ms"] >= AsyncNapper.seconds * 1000 * 0.9
 
 
 class TestStatistics:

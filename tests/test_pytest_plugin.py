@@ -56,6 +56,15 @@ class NoPosts:
     def nntp_on_post(self, event, sink_properties):
         if "local.announce" in event.newsgroups:
             event.refuse(sink_properties.get("why", "read only"))
+
+class Greeter:
+    properties_schema = Schema(
+        {"Tag": Prop(str, default="hello"), "TrackFile": Prop(str, path=True)}
+    )
+
+    @hookimpl
+    def smtp_on_arrival(self, event, sink_properties):
+        event.message["X-Tag"] = sink_properties["Tag"]
 """
 
 
@@ -144,6 +153,10 @@ def test_seo_event_builds_each_kind_of_context(pytester: pytest.Pytester) -> Non
         def test_mistakes_are_named(seo_event):
             with pytest.raises(ValueError, match="OnArival.*known: OnInboundCommand"):
                 seo_event("OnArival")
+            with pytest.raises(ValueError, match="did you mean 'OnArrival'"):
+                seo_event("OnArival")
+            with pytest.raises(ValueError, match="did you mean 'OnPostFinal'"):
+                seo_event("OnPostFinale")
             with pytest.raises(TypeError, match="no field subject; they have: .*mail_from"):
                 seo_event("OnArrival", subject="hi")
         """,
@@ -220,6 +233,55 @@ def test_seo_run_sink_reports_what_the_sink_did(pytester: pytest.Pytester) -> No
     result.assert_outcomes(passed=11)
 
 
+def test_seo_run_sink_stores_and_passes_properties_as_a_server_does(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_inline(
+        pytester,
+        """
+        import os
+        from click.testing import CliRunner
+        from seo_core.cli import cli
+        from seo_core.metabase import Metabase
+        from sinks import Greeter
+
+        def test_the_hook_gets_the_schema_defaults_and_the_binding_keeps_what_was_set(
+            seo_event, seo_run_sink
+        ):
+            run = seo_run_sink(Greeter, seo_event("OnArrival"))
+            assert not run.failed, run.error
+            assert run.event.message["X-Tag"] == "hello"
+            assert run.binding.sink_properties.to_dict() == {}
+
+        def test_a_relative_path_is_stored_absolute(seo_event, seo_run_sink):
+            run = seo_run_sink(Greeter, seo_event("OnArrival"),
+                               sink_properties={"TrackFile": "rel/track.jsonl"})
+            expected = os.path.join(os.getcwd(), "rel", "track.jsonl")
+            assert run.binding.sink_properties.to_dict() == {"TrackFile": expected}
+
+        def test_a_path_is_stored_as_seo_bindings_add_stores_it(seo_event, seo_run_sink, tmp_path):
+            metabase = tmp_path / "cli.db"
+            added = CliRunner().invoke(cli, [
+                "--metabase", str(metabase), "bindings", "add", "smtp/1", "OnArrival", "Audit",
+                "log", "--sink-prop", "File=rel/audit.jsonl"])
+            assert added.exit_code == 0, added.output
+            (by_cli,) = Metabase.open(metabase).bindings()
+            run = seo_run_sink("log", seo_event("OnArrival"),
+                               sink_properties={"File": "rel/audit.jsonl"})
+            assert run.binding.sink_properties == by_cli.sink_properties
+
+        def test_a_test_server_stores_paths_the_same_way(seo_smtp_server):
+            server = seo_smtp_server([{"event": "OnArrival", "sink": "greeter",
+                                       "sink_properties": {"TrackFile": "rel/t.jsonl"}}],
+                                     sinks={"greeter": Greeter})
+            (binding,) = server.bindings
+            expected = os.path.join(os.getcwd(), "rel", "t.jsonl")
+            assert binding.sink_properties.to_dict() == {"TrackFile": expected}
+        """,
+    )
+    result.assert_outcomes(passed=4)
+
+
 def test_seo_smtp_server_serves_the_given_bindings(pytester: pytest.Pytester) -> None:
     result = run_inline(
         pytester,
@@ -238,11 +300,15 @@ def test_seo_smtp_server_serves_the_given_bindings(pytester: pytest.Pytester) ->
 
         def test_a_message_goes_through_the_bindings(seo_smtp_server):
             server = seo_smtp_server(BINDINGS, sinks=SINKS)
-            assert [b.display_name for b in server.bindings] == ["Tag", "Keep"]
+            assert [(b.display_name, b.fire_count) for b in server.bindings] == [
+                ("Tag", 0), ("Keep", 0)]
             refused = server.send(recipients=["bob@example.com"])
             assert refused == {}
             assert Mailbox.delivered == [("bob@example.com", "over smtp"),
                                          ("audit@example.com", "over smtp")]
+            # Read live: the counts so far, not those at start-up.
+            assert [(b.display_name, b.fire_count) for b in server.bindings] == [
+                ("Tag", 1), ("Keep", 2)]
 
         def test_plain_smtplib_and_wait_idle(seo_smtp_server):
             server = seo_smtp_server([{"event": "OnArrival", "sink": "stopper"}], sinks=SINKS)

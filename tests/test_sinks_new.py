@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunSeo
+from tests.conftest import RunSeo, run_process
 from tests.test_discovery import Env
 
 pytestmark = pytest.mark.slow
@@ -60,6 +62,26 @@ def test_the_new_package_passes_its_tests_and_is_listed_once_installed(
         "events": ["OnArrival"],
         "status": "ok",
     }
+
+
+def test_the_new_package_builds_with_a_license_and_passes_twine_check(
+    seo: RunSeo, tmp_path: Path
+) -> None:
+    """docs/publishing.md expects a license in the metadata; the package builds with one."""
+    assert seo("sinks", "new", "demo-tagger", "--dir", str(tmp_path)).exit_code == 0
+    project, dist = tmp_path / "seo-sink-demo-tagger", tmp_path / "dist"
+    built = run_process(
+        sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(project)
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read("seo_sink_demo_tagger-0.1.0.dist-info/METADATA").decode()
+    assert "License-Expression: MIT" in metadata.splitlines()
+    checked = run_process(
+        sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from seo_core.catalog import parse_source
 from seo_core.dispatcher.fastpath import FastRun, fast_runs
 from seo_core.errors import SeoError, SinkNotFoundError
+from seo_core.events.schema import Schema
 from seo_core.metabase.records import Binding
+from seo_core.properties import PropertyBag
 from seo_core.rules import EventFacts, Rule, parse_rule
 
 if TYPE_CHECKING:
@@ -118,24 +120,38 @@ class HookCall:
         return dict(zip([name for name in self.names if name != "event"], self.fixed, strict=True))
 
 
+def sink_properties_for(target: object, binding: Binding) -> PropertyBag:
+    """The SinkProperties a sink's hook receives: the binding's, plus the schema's defaults.
+
+    Worked out once per plan, so a default costs nothing per event. The metabase keeps only
+    what the administrator set (``seo bindings show`` shows that), so a default changed in a
+    new release of the sink reaches every binding that never chose a value.
+    """
+    schema = getattr(target, "properties_schema", None)
+    if isinstance(schema, Schema):
+        return schema.with_defaults(binding.sink_properties)
+    return binding.sink_properties
+
+
 def make_invoker(
-    function: Callable[..., Any], binding: Binding
+    function: Callable[..., Any], binding: Binding, sink_properties: PropertyBag
 ) -> tuple[Callable[[Any], Any], bool, HookCall | None]:
     """Bind a hook function to this binding's arguments: the caller, "is async" and the call.
 
     A sink's hook may accept any subset of the arguments (pluggy's rule); only those it names
     are passed. The common shapes get a direct call without building keyword dictionaries.
+    ``sink_properties`` is what the hook gets as such (see :func:`sink_properties_for`).
     The :class:`HookCall` is None when the arguments must be worked out at each call (the
     sink properties name environment variables).
     """
     accepted = [name for name in inspect.signature(function).parameters if name in HOOK_ARGUMENTS]
     fixed: dict[str, Any] = {
-        "sink_properties": binding.sink_properties,
+        "sink_properties": sink_properties,
         "source_properties": binding.source_properties,
         "binding": binding,
     }
     is_async = inspect.iscoroutinefunction(function)
-    if "sink_properties" in accepted and binding.sink_properties.has_env_refs:
+    if "sink_properties" in accepted and sink_properties.has_env_refs:
         return _resolving_env(function, accepted, fixed), is_async, None
     hook = HookCall(
         function, tuple(accepted), tuple(fixed[name] for name in accepted if name != "event")
@@ -255,13 +271,14 @@ def _invoker_for(
     hook = hook_for(target, source_type, (event, *aliases))
     if hook is None:
         raise SinkLoadError(binding.sink_class, f"sink {info.name!r} does not handle {event}")
+    properties = sink_properties_for(target, binding)
     if not inspect.isclass(target):
-        return make_invoker(getattr(target, hook), binding)
+        return make_invoker(getattr(target, hook), binding, properties)
     if not info.cacheable:
         factory = target
 
         def fresh(event_context: Any) -> Any:
-            invoke, _, _ = make_invoker(getattr(factory(), hook), binding)
+            invoke, _, _ = make_invoker(getattr(factory(), hook), binding, properties)
             return invoke(event_context)
 
         return fresh, inspect.iscoroutinefunction(getattr(target, hook)), None
@@ -270,4 +287,4 @@ def _invoker_for(
     if instance is None:
         instance = target()
     kept[key] = instance
-    return make_invoker(getattr(instance, hook), binding)
+    return make_invoker(getattr(instance, hook), binding, properties)

@@ -4,7 +4,8 @@ A sink implements any of these by name (marked with :data:`seo_core.sdk.hookimpl
 accept any subset of the arguments. Every hook receives:
 
 - ``event``: the context of this event (see :mod:`seo_core.events.contexts`);
-- ``sink_properties``: the binding's SinkProperties, read-only, case-insensitive keys;
+- ``sink_properties``: the binding's SinkProperties, read-only, case-insensitive keys, with
+  the sink's ``properties_schema`` defaults for those the binding does not set;
 - ``source_properties``: the binding's SourceProperties (``Rule``, ``Priority``), read-only;
 - ``binding``: the binding being notified, read-only (``id``, ``display_name``, ``source``,
   ``event``, ``sink_class``, ``fire_count``, ``max_firings``).

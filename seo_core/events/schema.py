@@ -7,12 +7,13 @@ typo is refused by ``seo bindings add`` instead of being found at mail time.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from seo_core.errors import SinkPropertyError
-from seo_core.properties import PropertyValue, is_env_ref
+from seo_core.properties import PropertyBag, PropertyValue, is_env_ref
 
 _TYPE_NAMES = {
     str: "string",
@@ -106,7 +107,26 @@ class Schema:
         return tuple(name for name, prop in self.properties.items() if prop.path)
 
     def defaults(self) -> dict[str, PropertyValue]:
+        """The declared defaults, by declared name; properties without one are left out."""
         return {name: p.default for name, p in self.properties.items() if p.default is not None}
+
+    def with_defaults(self, properties: PropertyBag) -> PropertyBag:
+        """``properties`` plus the default of each declared property they do not set.
+
+        This is what a sink's hook receives: it may read ``sink_properties["Header"]`` and get
+        the default when the binding leaves Header out. The binding itself keeps only what was
+        set, so a changed default reaches every binding that never chose a value. Each default
+        is copied, so a sink that changes a list it was given cannot change the declaration.
+        Returns ``properties`` itself when nothing is missing.
+        """
+        missing = {
+            name: copy.deepcopy(value)
+            for name, value in self.defaults().items()
+            if name not in properties
+        }
+        if not missing:
+            return properties
+        return PropertyBag({**properties.to_dict(), **missing})
 
 
 def _help(prop: Prop) -> str:

@@ -283,6 +283,11 @@ class Pipeline:
     def busy(self) -> bool:
         return self.working > 0
 
+    @property
+    def retrying(self) -> bool:
+        """Whether some message waits for a retry (due on the schedule, or after an error)."""
+        return bool(self._retries)
+
     def cancel_retries(self) -> None:
         for handle in self._retries.values():
             handle.cancel()

@@ -70,7 +70,9 @@ class PolicySink:
     properties_schema = Schema(
         {
             "code": Prop(int, default=DEFAULT_CODE, help="SMTP reply code, 400 to 599"),
-            "text": Prop(str, default=DEFAULT_TEXT, help="reply text; for news, the refusal"),
+            # No default here: without ``text``, the reply's text follows its code (4.7.1 for a
+            # 4xx) and news gets one without SMTP codes, which no one fixed default could say.
+            "text": Prop(str, help="reply text; for news, the refusal"),
             "drop": Prop(bool, default=False, help="close the SMTP session after the reply"),
             "max_recipients": Prop(
                 int, help="refuse only the RCPT commands past this many in the session"

@@ -60,7 +60,7 @@ class WordFilter:
         subject = str(event.message.get("Subject", ""))
         found = self._pattern.search(subject)
         if found is None:
-            header = str(sink_properties.get("Header", "X-Wordfilter"))
+            header = str(sink_properties["Header"])  # its default when the binding has none
             del event.message[header]  # one the client sent itself is a forgery
             event.message[header] = "passed"
             return Verdict.CONTINUE
