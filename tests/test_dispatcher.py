@@ -774,7 +774,7 @@ class TestFastPath:
         bind_next("continue", "counted")
         quiet.reload()
         result = quiet.notify_sync(arrival())
-        assert result == (6, 0, 0, None)
+        assert result == (6, 0, 0, None, None)
         assert CALLS[:3] == [
             ("positional", {"tag": "p"}),
             ("keyword", "m1"),
@@ -791,7 +791,7 @@ class TestFastPath:
         with capture_logs() as logs:
             result = quiet.notify_sync(arrival())
         assert names() == ["before", "middle", "after"]
-        assert result == (2, 1, 0, None)
+        assert result == (2, 1, 0, None, "raiser: RuntimeError: sink bug")
         failures = [e for e in logs if e["log_level"] == "error"]
         assert [(e["event"], e["binding_id"], e["error"]) for e in failures] == [
             ("sink_failed", middle, "RuntimeError: sink bug")
@@ -811,7 +811,7 @@ class TestFastPath:
         quiet.reload()
         result = quiet.notify_sync(arrival())
         assert names() == ["before", "middle"]
-        assert result == (2, 0, 0, middle)
+        assert result == (2, 0, 0, middle, None)
         assert self.fast(quiet).runs == 0
         quiet.flush_stats()
         assert [metabase.stats(b.id).notifications for b in metabase.bindings("smtp/1")] == [
@@ -855,7 +855,7 @@ class TestFastPath:
         assert time.monotonic() - started < 2.0
         assert self.fast(quiet).run.__name__ == "_run"
         assert names() == ["before", "middle", "after"]
-        assert result == (2, 0, 1, None)
+        assert result == (2, 0, 1, None, "sleeper: timed out after 0.3s")
         assert [(e["event"], e["binding_id"]) for e in logs if e["log_level"] == "error"] == [
             ("sink_timed_out", middle)
         ]
@@ -878,7 +878,7 @@ class TestFastPath:
     async def test_notify_takes_it_too(self, metabase: Metabase, quiet: Dispatcher) -> None:
         self._bind_around(metabase, "recorder")
         quiet.reload()
-        assert await quiet.notify(arrival()) == (3, 0, 0, None)
+        assert await quiet.notify(arrival()) == (3, 0, 0, None, None)
         assert self.fast(quiet).runs == 1
 
     @pytest.mark.parametrize(

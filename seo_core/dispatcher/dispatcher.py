@@ -238,7 +238,7 @@ class Dispatcher:
         calls = self._plan.calls.get(event.name)
         if not calls:
             return NOTHING
-        tally: list[Any] = [0, 0, 0, None]
+        tally: list[Any] = [0, 0, 0, None, None]
         index, pending = self._run(calls, 0, event, facts, tally)
         if pending is None:
             return result_from(tally)
@@ -259,18 +259,16 @@ class Dispatcher:
         index = calls.index(call)
         for notified in calls[:index]:
             notified.count += 1
-        tally: list[Any] = [index, 0, 0, None]
+        tally: list[Any] = [index, 0, 0, None, None]
         if error is None:
             tally[0] += 1
             call.count += 1
             tally[3] = call.binding.id
             return result_from(tally)
         if isinstance(error, SinkTimeout):
-            tally[2] += 1
-            self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+            self._failed(call, event, f"timed out after {call.timeout:g}s", tally, timeout=True)
         elif isinstance(error, Exception):
-            tally[1] += 1
-            self._failed(call, event, f"{type(error).__name__}: {error}")
+            self._failed(call, event, f"{type(error).__name__}: {error}", tally)
         else:
             raise error
         self._run(calls, index + 1, event, facts, tally)
@@ -306,11 +304,9 @@ class Dispatcher:
                 async with asyncio.timeout(call.timeout):
                     result = await pending
             except TimeoutError:
-                tally[2] += 1
-                self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+                self._failed(call, event, f"timed out after {call.timeout:g}s", tally, timeout=True)
             except Exception as exc:
-                tally[1] += 1
-                self._failed(call, event, f"{type(exc).__name__}: {exc}")
+                self._failed(call, event, f"{type(exc).__name__}: {exc}", tally)
             else:
                 tally[0] += 1
                 call.count += 1
@@ -360,12 +356,10 @@ class Dispatcher:
                 if timed and not deadline.preemptive and time.monotonic() - started > call.timeout:
                     raise SinkTimeout
             except SinkTimeout:
-                tally[2] += 1
-                self._failed(call, event, f"timed out after {call.timeout:g}s", timeout=True)
+                self._failed(call, event, f"timed out after {call.timeout:g}s", tally, timeout=True)
                 continue
             except Exception as exc:
-                tally[1] += 1
-                self._failed(call, event, f"{type(exc).__name__}: {exc}")
+                self._failed(call, event, f"{type(exc).__name__}: {exc}", tally)
                 continue
             if result is not None:
                 if call.is_async:
@@ -398,8 +392,16 @@ class Dispatcher:
         )
 
     def _failed(
-        self, call: PlannedCall, event: EventContext, error: str, *, timeout: bool = False
+        self,
+        call: PlannedCall,
+        event: EventContext,
+        error: str,
+        tally: list[Any],
+        *,
+        timeout: bool = False,
     ) -> None:
+        tally[2 if timeout else 1] += 1
+        tally[4] = f"{call.sink}: {error}"
         delta = self._delta(call.binding.id)
         if timeout:
             delta.timeouts += 1

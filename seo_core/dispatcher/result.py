@@ -15,6 +15,9 @@ class DispatchResult(NamedTuple):
     failed: int = 0
     timed_out: int = 0
     stopped_by: str | None = None
+    error: str | None = None
+    """The last failure, as ``<sink>: <error>``: what a source reports as the reason (a badmail
+    envelope's, say) when no sink gave one."""
 
 
 NOTHING = DispatchResult()

@@ -82,6 +82,12 @@ class Failing:
         event.fail("disk on fire")
 
 
+class Raising:
+    @hookimpl
+    def smtp_store_driver(self, event: DeliveryEvent) -> None:
+        raise OSError("disk on fire")
+
+
 class FailsOnce(Store):
     """A store that is down at its first try, and up from then on."""
 
@@ -111,6 +117,7 @@ SINKS = {
     "test-failing": Failing,
     "test-allow-big": AllowBig,
     "test-fails-once": FailsOnce,
+    "test-raising": Raising,
 }
 
 
@@ -402,3 +409,22 @@ def test_a_retry_runs_only_storedriver_with_the_message_as_the_sinks_left_it(
     assert without_trace(stored) == BODY.replace(b"\r\n\r\n", b"\r\nX-Seo-Tagged: once\r\n\r\n", 1)
     assert list((spool / "processed").iterdir()) == []
     assert Spool(spool).pending() == []
+
+
+def test_the_badmail_reason_of_a_store_that_raises_names_the_sink_and_its_error(
+    metabase: Metabase, metabase_path: Path, tmp_path: Path
+) -> None:
+    """What an administrator reads in badmail/ says why, not only that a sink failed."""
+    bind(metabase, "StoreDriver", "test-raising")
+    spool = tmp_path / "spool"
+    settings = {"retry_schedule": [0.01]}
+    with running_smtp(
+        metabase_path, registry_with(**SINKS), spool=spool, settings=settings
+    ) as smtp:
+        send(smtp.port, ["bob@example.com"])
+        smtp.wait_idle()
+    (meta,) = (spool / "badmail").glob("*.json")
+    envelope = json.loads(meta.read_text())
+    reason = "StoreDriver sink test-raising: OSError: disk on fire"
+    assert envelope["failed"] == {"bob@example.com": reason}
+    assert envelope["reason"] == f"bob@example.com: {reason}"

@@ -441,8 +441,8 @@ class Pipeline:
                 await self._track(envelope, content, "delivered", recipient, event.stored_at)
                 continue
             reason = event.failure or (
-                f"{result.failed + result.timed_out} StoreDriver sink(s) failed"
-                if result.failed or result.timed_out
+                f"StoreDriver sink {result.error}"
+                if result.error is not None
                 else "no StoreDriver sink stored it"
             )
             if event.permanent_failure:
