@@ -956,8 +956,18 @@ class TestExplainAddresses:
             ("--rcpt-to", "b@", "Error: Invalid value for '--rcpt-to': 'b@' is not an address"),
             ("--rcpt-to", "@example.com", "'@example.com' is not an address"),
             ("--rcpt-to", "a@b@", "'a@b@' is not an address"),
+            ("--rcpt-to", "@relay.example:", "'@relay.example:' is not an address"),
+            ("--rcpt-to", "@relay.example u@x.example", "'@relay.example u@x.example' is not an"),
         ],
-        ids=["spaces", "no-domain", "empty-domain", "empty-local", "two-ats"],
+        ids=[
+            "spaces",
+            "no-domain",
+            "empty-domain",
+            "empty-local",
+            "two-ats",
+            "route-only",
+            "no-colon",
+        ],
     )
     def test_a_value_that_is_not_an_address_is_a_usage_error(
         self, seo: RunSeo, option: str, value: str, message: str
@@ -984,3 +994,24 @@ class TestExplainAddresses:
         result = seo("explain", "smtp/1", "OnArrival", "--json", *args)
         assert result.exit_code == 0, result.output
         assert len(json.loads(result.stdout)) == 1
+
+    @pytest.mark.parametrize(
+        ("option", "rule", "value", "fires"),
+        [
+            ("--rcpt-to", "rcpt to=user@example.com", "@relay.example:user@example.com", True),
+            ("--rcpt-to", "rcpt to=*@relay.example", "@relay.example:user@example.com", False),
+            ("--rcpt-to", "rcpt to=u@example.com", "<@a.example,@b.example:u@example.com>", True),
+            ("--mail-from", "mail from=u@example.com", "@relay.example:u@example.com", True),
+        ],
+        ids=["rules-page-row", "route-is-not-the-domain", "two-hops", "sender"],
+    )
+    def test_a_source_route_is_dropped_as_the_smtp_server_drops_it(
+        self, seo: RunSeo, option: str, rule: str, value: str, fires: bool
+    ) -> None:
+        """docs/rules.md's row ``rcpt to=user@example.com`` / ``@relay.example:user@...``."""
+        added = seo("bindings", "add", "smtp/1", "OnArrival", "Routed", "log", "--rule", rule)
+        assert added.exit_code == 0, added.output
+        result = seo("explain", "smtp/1", "OnArrival", "--json", option, value)
+        assert result.exit_code == 0, result.output
+        (entry,) = json.loads(result.stdout)
+        assert entry["fires"] is fires, entry

@@ -685,6 +685,54 @@ class TestExport:
             'sink = "log"\n'
         )
 
+    def test_each_binding_is_headed_by_a_comment_naming_its_owner(
+        self, tmp_path: Path, metabase: Metabase
+    ) -> None:
+        """Applied back to its metabase, the file collides with each binding it does not own;
+        the comments say whose each is (a path with a newline cannot end its comment)."""
+        odd = "/etc/seo/odd\nname.toml"
+        # The IDs fix the order: bindings of one priority are listed by ID.
+        metabase.add_binding(
+            BindingSpec("smtp/1", "OnArrival", "log", display_name="Hand", id=GUID_B)
+        )
+        metabase.add_binding(
+            BindingSpec(
+                "smtp/1",
+                "OnArrival",
+                "log",
+                display_name="Filed",
+                id=GUID_A,
+                origin=f"config:{odd}",
+            )
+        )
+        text = export_config(metabase)
+        assert "made by hand or managed by another config" in text.replace("\n# ", " ")
+        headed = [text.split("\n[[bindings]]\n")[i].rsplit("\n", 1)[-1] for i in (0, 1)]
+        assert headed == [
+            '# managed by the config file "/etc/seo/odd\\nname.toml"',
+            "# made by hand with `seo bindings`",
+        ]
+        exported = write(tmp_path / "exported.toml", text)
+        assert [b["name"] for b in tomllib.loads(text)["bindings"]] == ["Filed", "Hand"]
+        assert len(load_config(exported, require_listen=False).bindings) == 2
+
+    def test_the_fire_count_is_not_exported(
+        self, tmp_path: Path, probe_registry: SinkRegistry
+    ) -> None:
+        """A fired-out binding comes back disabled (its last firing disabled it) with a count
+        of 0: enabled again, it has a whole new budget. docs/config.md says so."""
+        with Metabase.open(tmp_path / "old.db") as old:
+            spent = old.add_binding(
+                BindingSpec("smtp/1", "OnArrival", "probe", display_name="Once", max_firings=1)
+            )
+            assert old.claim_firing(spent.id)
+            text = export_config(old)
+        exported = write(tmp_path / "exported.toml", text)
+        with Metabase.open(tmp_path / "new.db") as new:
+            apply(exported, new, probe_registry)
+            (copy,) = new.bindings()
+        assert (copy.enabled, copy.max_firings, copy.fire_count) == (False, 1, 0)
+
     def test_a_long_bag_is_written_as_a_sub_table(self, metabase: Metabase) -> None:
         metabase.add_binding(
             BindingSpec(
@@ -823,6 +871,61 @@ class TestCli:
         written = invoke("--metabase", str(metabase_path), "config", "export", "-o", str(out))
         assert written.exit_code == 0, written.output
         assert out.read_text(encoding="utf-8") == shown.stdout
+
+    def test_an_export_applies_back_to_the_metabase_it_came_from(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The file names its metabase by its absolute path, so applying it from anywhere,
+        without --metabase, reads that metabase (and makes no ./seo-metabase.db)."""
+        work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+        (work / "var").mkdir(parents=True)
+        elsewhere.mkdir()
+        monkeypatch.delenv("SEO_METABASE", raising=False)
+        monkeypatch.chdir(work)
+        relative = ["--metabase", "var/seo-metabase.db"]
+        added = invoke(*relative, "bindings", "add", "smtp/1", "OnArrival", "Hand", "log")
+        assert added.exit_code == 0, added.output
+        exported = invoke(*relative, "config", "export", "--output", "exported.toml")
+        assert exported.exit_code == 0, exported.output
+        metabase = work / "var" / "seo-metabase.db"
+        text = (work / "exported.toml").read_text(encoding="utf-8")
+        assert tomllib.loads(text)["metabase"] == str(metabase)
+        monkeypatch.chdir(elsewhere)
+        collides = invoke("config", "apply", str(work / "exported.toml"))
+        assert collides.exit_code == 1
+        assert "it was made by hand with `seo bindings`" in collides.stderr
+        assert list(elsewhere.iterdir()) == []
+        # The documented way to put hand-made bindings under the file: remove, then apply.
+        removed = invoke(
+            "--metabase", str(metabase), "bindings", "remove", "smtp/1", "OnArrival", "Hand"
+        )
+        assert removed.exit_code == 0, removed.output
+        applied = invoke("config", "apply", str(work / "exported.toml"))
+        assert applied.exit_code == 0, applied.output
+        assert applied.stdout.splitlines()[-1] == (
+            f"applied {work / 'exported.toml'} to {metabase}: "
+            "1 created, 0 updated, 0 removed, 0 unchanged"
+        )
+        assert list(elsewhere.iterdir()) == []
+        with Metabase.open(metabase) as opened:
+            (binding,) = opened.bindings()
+        assert binding.id == tomllib.loads(text)["bindings"][0]["id"]
+
+    def test_export_refuses_to_overwrite_a_file_without_force(
+        self, tmp_path: Path, metabase_path: Path
+    ) -> None:
+        Metabase.open(metabase_path).close()
+        hand_written = write(tmp_path / "seo.toml", '# mine\n[sources."smtp/1"]\nlisten = ":25"\n')
+        args = ["--metabase", str(metabase_path), "config", "export", "--output", str(hand_written)]
+        refused = invoke(*args)
+        assert refused.exit_code == 1
+        assert refused.stderr == (
+            f"seo: error: {hand_written}: already exists; give --force to overwrite it\n"
+        )
+        assert hand_written.read_text(encoding="utf-8").startswith("# mine\n")
+        forced = invoke(*args, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert "written by `seo config export`" in hand_written.read_text(encoding="utf-8")
 
     def test_export_of_a_missing_metabase_fails_without_creating_it(self, tmp_path: Path) -> None:
         missing = tmp_path / "missing.db"

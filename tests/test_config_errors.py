@@ -247,7 +247,11 @@ CASES: list[tuple[str, str, str, list[str]]] = [
         "bad-env-reference",
         binding('sink_properties = { File = { env = "1X" } }'),
         "sink_properties",
-        ["sink_properties: SinkProperties.File", 'an environment reference is { env = "NAME" }'],
+        [
+            "sink_properties: SinkProperties.File",
+            'an environment reference is { env = "NAME" }, NAME made of letters, digits and _, '
+            "not starting with a digit",
+        ],
     ),
     (
         "duplicate-binding",
@@ -514,16 +518,29 @@ class TestCollisions:
         assert result.exit_code == 1
         assert f"managed by the config file {tmp_path / 'other.toml'}" in result.stderr
 
-    def test_an_export_applied_over_its_own_hand_made_bindings_collides(
+    def test_an_export_applied_to_its_own_metabase_collides_with_every_binding_there(
         self, tmp_path: Path, registry: SinkRegistry, populated: Path
     ) -> None:
-        """The export is for another metabase, or for after removing the hand-made bindings."""
+        """Hand-made bindings and another file's alike: a binding has one owner. The export is
+        for another metabase, or for after removing the hand-made bindings; the comment above
+        each binding names the owner its collision names."""
         exported = tmp_path / "exported.toml"
         with Metabase.open(populated) as metabase:
-            exported.write_text(export_config(metabase), encoding="utf-8")
+            text = export_config(metabase)
+            exported.write_text(text, encoding="utf-8")
             with pytest.raises(ConfigFileError) as caught:
                 apply_config(load_config(exported, require_listen=False), metabase, registry)
-        assert len(caught.value.problems) == 2
+        other = tmp_path / "other.toml"
+        owners = [
+            problem.reason.rpartition("does not manage: ")[2] for problem in caught.value.problems
+        ]
+        assert owners == [
+            "it was made by hand with `seo bindings`; remove or rename one of them",
+            f"it is managed by the config file {other}; remove or rename one of them",
+        ]
+        assert "\n# made by hand with `seo bindings`\n[[bindings]]\n" in text
+        assert f'\n# managed by the config file "{other}"\n[[bindings]]\n' in text
+        assert "made by hand or managed by another config" in text.replace("\n# ", " ")
 
 
 class Arrival:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from seo_core.metabase import BindingSpec, Metabase
 from seo_core.sources.smtp.spool import Spool
 from tests.conftest import run_process, without_trace
 
@@ -158,6 +159,45 @@ def test_the_banner_names_the_metabase_by_its_absolute_path(
         expected = tmp_path / (metabase or "var/seo-metabase.db")
         (line,) = [line for line in server.banner if line.startswith("seo serving with ")]
         assert line.startswith(f"seo serving with metabase {expected} (event loop: "), line
+    finally:
+        assert server.stop() == 0
+
+
+def test_the_banner_lists_what_fires_and_says_why_the_others_do_not(
+    tmp_path: Path, seo_exe: str
+) -> None:
+    """Expired, disabled and fired-out bindings fire for no event: they are not numbered in
+    the firing order but named after it with ``seo explain``'s reason."""
+    config = write_config(tmp_path, free_port())
+    with config.open("a", encoding="utf-8") as extra:
+        extra.write(
+            '\n[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "Expired"\n'
+            'sink = "log"\npriority = "PRIO_HIGH"\nexpires = 2001-01-01T00:00:00Z\n'
+            '\n[[bindings]]\nsource = "smtp/1"\nevent = "OnArrival"\nname = "Off"\n'
+            'sink = "log"\npriority = 30000\nenabled = false\n'
+        )
+    (tmp_path / "var").mkdir()
+    with Metabase.open(tmp_path / "var" / "seo-metabase.db") as metabase:
+        once = metabase.add_binding(
+            BindingSpec(
+                "smtp/1",
+                "OnArrival",
+                "log",
+                display_name="Once",
+                max_firings=1,
+                source_properties={"Priority": 31000},
+            )
+        )
+        assert metabase.claim_firing(once.id)
+    server = Server(seo_exe, config)
+    try:
+        assert [line for line in server.banner if line.startswith("  ")] == [
+            "  OnArrival 1. Audit -> log (priority 24575)",
+            "  OnArrival NOT FIRING Expired -> log: expired at 2001-01-01T00:00:00+00:00",
+            "  OnArrival NOT FIRING Off -> log: disabled",
+            "  OnArrival NOT FIRING Once -> log: fired out (1 of MaxFirings 1)",
+            "  StoreDriver 1. Local mailboxes -> maildir (priority 24575)",
+        ]
     finally:
         assert server.stop() == 0
 

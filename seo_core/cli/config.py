@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -69,24 +70,46 @@ def apply(state: State, file: Path, dry_run: bool) -> None:
     "--output",
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of standard output.",
+    help="Write to this file instead of standard output; an existing file needs --force.",
 )
+@click.option("--force", is_flag=True, help="Overwrite the --output file if it exists.")
 @pass_state
-def export(state: State, output: Path | None) -> None:
+def export(state: State, output: Path | None, force: bool) -> None:
     """Write the metabase's sources and bindings as a config file.
 
     `seo config apply` turns the file back into the same bindings (same GUIDs, same
-    properties). Source settings are not stored in the metabase, so the file has none.
+    properties). The file's `metabase` key is the absolute path of the metabase exported, so
+    applying the file goes back to it unless --metabase or SEO_METABASE names another. Source
+    settings are not stored in the metabase, so the file has none.
+
+    \b
+    Example:
+      seo --metabase var/seo-metabase.db config export --output backup.toml
     """
     from seo_core.config import export_config
 
-    with state.open_metabase_at(state.metabase_path, create=False) as metabase:
-        text = export_config(metabase)
+    # abspath, as a config file's own path is made absolute: no symlink is resolved away.
+    path = Path(os.path.abspath(state.metabase_path))
+    with state.open_metabase_at(path, create=False) as metabase:
+        text = export_config(metabase, metabase_path=str(path))
     if output is None:
         click.echo(text, nl=False)
         return
+    _write_new(output, text, force=force)
+    click.echo(f"exported the metabase to {output}", err=True)
+
+
+def _write_new(output: Path, text: str, *, force: bool) -> None:
+    """Write ``text`` to ``output``; an existing file is refused unless ``force``.
+
+    An export has no listen, spool or comments of its own, so writing it over a hand-written
+    config file (often named seo.toml, as an export is) would lose them without a word. The
+    file is created exclusively, so a file that appears meanwhile is not overwritten either.
+    """
     try:
-        output.write_text(text, encoding="utf-8")
+        with output.open("w" if force else "x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError as exc:
+        raise ConfigError(str(output), "already exists; give --force to overwrite it") from exc
     except OSError as exc:
         raise ConfigError(str(output), f"cannot write: {exc.strerror or exc}") from exc
-    click.echo(f"exported the metabase to {output}", err=True)

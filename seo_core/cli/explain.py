@@ -17,10 +17,13 @@ _ADDRESS = re.compile(r'^(?:"(?:[^"\\]|\\.)*"|[^\s"@<>()\[\],;:\\]+)@[^\s"@<>()\
 
 
 def _address(value: str, *, null: bool) -> str:
-    """One envelope address as a rule sees it; ``<...>`` is taken off, as SMTP writes it."""
+    """One envelope address as a rule sees it; ``<...>`` is taken off, as SMTP writes it, and a
+    source route (``@relay.example:user@example.com``) too, as the SMTP server takes it off."""
     text = value.strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1].strip()
+    if text.startswith("@"):
+        text = _without_route(text) or text
     if (null and text == "") or _ADDRESS.match(text):
         return text
     if not null and text.casefold() == "postmaster":
@@ -30,6 +33,25 @@ def _address(value: str, *, null: bool) -> str:
             f"{value!r} is not an address; give local@domain, or '' for the null sender <>"
         )
     raise click.BadParameter(f"{value!r} is not an address; give local@domain (or postmaster)")
+
+
+def _without_route(path: str) -> str | None:
+    """The mailbox of a source-routed path, or None when it cannot be read.
+
+    The SMTP server reads a path like this one with aiosmtpd, which hands ``<...>`` to the
+    standard library's ``get_angle_addr`` and keeps its ``addr_spec``: the mailbox, the route
+    dropped (RFC 5321, 4.1.1.3: a route is to be ignored). The same function here gives the
+    recipient the server would see, without importing aiosmtpd into the command line.
+    """
+    from email._header_value_parser import get_angle_addr
+    from email.errors import HeaderParseError
+
+    try:
+        found, rest = get_angle_addr(f"<{path}>")
+        mailbox = found.addr_spec
+    except (HeaderParseError, IndexError):  # IndexError: older Pythons, on <""@x> (bpo-27931)
+        return None
+    return mailbox if not rest.strip() else None
 
 
 def _mail_from(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -210,7 +210,8 @@ def build_plan(
 ) -> tuple[Plan, dict[Binding, object]]:
     """Build the plan for ``source`` from its bindings (already in priority, ID order).
 
-    Disabled, fired-out and (at build time) expired bindings are left out. Cached sink
+    Disabled and fired-out bindings are left out; one with an Expiration stays, and each event
+    checks it (it may expire while the plan is in use). Cached sink
     instances from ``instances`` are reused for bindings that did not change; the instances the
     new plan uses are returned to be kept for the next build.
     """

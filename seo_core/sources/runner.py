@@ -9,14 +9,17 @@ import socket
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from seo_core.dispatcher import Dispatcher
+from seo_core.dispatcher.explain import explain
 from seo_core.errors import SourceStartError
-from seo_core.metabase import Metabase
+from seo_core.metabase import Binding, Metabase
+from seo_core.rules import EventFacts
 from seo_core.sources.nntp import store as nntp_store
 from seo_core.sources.nntp.service import NntpSource
 from seo_core.sources.nntp.settings import NntpSettings
@@ -191,8 +194,10 @@ async def _watch(running: Running) -> None:
                 log.warning("reload_failed", source=dispatcher.source, error=str(exc))
 
 
-def describe(running: Running) -> list[str]:
-    """What ``seo serve`` prints at start: sources, addresses, bindings per event in order."""
+def describe(running: Running, now: datetime | None = None) -> list[str]:
+    """What ``seo serve`` prints at start: sources, addresses, and per event the bindings that
+    fire, in order, then those that will not, with why."""
+    at = now or datetime.now(UTC)
     lines = []
     for source in running.smtp:
         lines.append(
@@ -200,37 +205,66 @@ def describe(running: Running) -> list[str]:
             f"(local domains: {', '.join(source.settings.local_domains)}; "
             f"spool: {source.settings.spool})"
         )
-        lines.extend(_describe_bindings(source.dispatcher))
+        lines.extend(_describe_bindings(source.dispatcher, at))
     for news in running.nntp:
         lines.append(
             f"{news.name} listening on {news.address} "
             f"(groups: {', '.join(news.settings.groups) or 'none'}; "
             f"store: {news.settings.store})"
         )
-        lines.extend(_describe_bindings(news.dispatcher))
+        lines.extend(_describe_bindings(news.dispatcher, at))
     return lines
 
 
-def _describe_bindings(dispatcher: Dispatcher) -> list[str]:
-    lines = []
+def _describe_bindings(dispatcher: Dispatcher, now: datetime) -> list[str]:
+    """Per event: the bindings that fire, numbered in firing order; then, in priority order,
+    each that will not: ``NOT FIRING`` with ``seo explain``'s reason (disabled, fired out,
+    expired) or ``UNAVAILABLE`` with its sink's or rule's fault.
+
+    The plan alone would mislead: it leaves out disabled and fired-out bindings, and keeps an
+    expired one (expiry is checked at each event), so each binding of the metabase is asked.
+    """
     plan = dispatcher.plan
-    for event in sorted(plan.calls):
-        for position, call in enumerate(plan.calls[event], 1):
+    unavailable = {missing.binding.id: missing for missing in plan.unavailable}
+    bindings = dispatcher.metabase.bindings(dispatcher.source)
+    why_not = {b.id: why for b in bindings if (why := _why_not(dispatcher, b, now)) is not None}
+    lines = []
+    for event in sorted({*plan.calls, *(b.event for b in bindings)}):
+        firing = [call for call in plan.calls.get(event, ()) if call.binding.id not in why_not]
+        for position, call in enumerate(firing, 1):
             binding = call.binding
             rule = f" rule {binding.rule!r}" if binding.rule else ""
             lines.append(
-                f"  {event} {position}. {binding.display_name or binding.id} -> "
+                f"  {event} {position}. {_name(binding)} -> "
                 f"{call.sink} (priority {binding.priority}){rule}"
             )
-    for missing in plan.unavailable:
-        binding = missing.binding
-        lines.append(
-            f"  {binding.event} UNAVAILABLE {binding.display_name or binding.id} "
-            f"-> {binding.sink_class}: {missing.reason}"
-        )
-    if not plan.calls and not plan.unavailable:
-        lines.append("  (no bindings)")
-    return lines
+        for binding in (b for b in bindings if b.event == event):
+            if binding.id in why_not:
+                label, reason = "NOT FIRING", why_not[binding.id]
+            elif binding.id in unavailable:
+                label, reason = "UNAVAILABLE", unavailable[binding.id].reason
+            else:
+                continue
+            lines.append(f"  {event} {label} {_name(binding)} -> {binding.sink_class}: {reason}")
+    return lines or ["  (no bindings)"]
+
+
+def _why_not(dispatcher: Dispatcher, binding: Binding, now: datetime) -> str | None:
+    """Why ``binding`` fires for no event at all, in ``seo explain``'s words; None if it may.
+
+    Only the reasons that hold whatever the event are asked of explain (its first checks), so
+    neither the sink nor the rule is looked at here: the plan has their verdict.
+    """
+    if binding.enabled and not binding.fired_out and not binding.is_expired(now):
+        return None
+    (verdict,) = explain(
+        [binding], dispatcher.registry, binding.source, binding.event, EventFacts(), now
+    )
+    return verdict.reason
+
+
+def _name(binding: Binding) -> str:
+    return binding.display_name or binding.id
 
 
 async def serve_until_stopped(
