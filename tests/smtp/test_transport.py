@@ -53,6 +53,17 @@ class Trail:
         TRAIL.append(f"MsgTrackLog {event.step} {event.recipient or ''}".rstrip())
 
 
+TRACKED: list[TrackEvent] = []
+
+
+class Tracker:
+    """Keeps each MsgTrackLog event whole."""
+
+    @hookimpl
+    def smtp_msg_track_log(self, event: TrackEvent) -> None:
+        TRACKED.append(event)
+
+
 class Tag:
     @hookimpl
     def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any) -> None:
@@ -118,12 +129,14 @@ SINKS = {
     "test-allow-big": AllowBig,
     "test-fails-once": FailsOnce,
     "test-raising": Raising,
+    "test-tracker": Tracker,
 }
 
 
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     TRAIL.clear()
+    TRACKED.clear()
     FailsOnce.tries = 0
 
 
@@ -428,3 +441,41 @@ def test_the_badmail_reason_of_a_store_that_raises_names_the_sink_and_its_error(
     reason = "StoreDriver sink test-raising: OSError: disk on fire"
     assert envelope["failed"] == {"bob@example.com": reason}
     assert envelope["reason"] == f"bob@example.com: {reason}"
+
+
+def test_tracking_names_the_resolved_recipients_each_failed_one_and_the_outcome(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path
+) -> None:
+    """A recipient OnCategorize found unknown was told 250 at RCPT: the MsgTrackLog trail is
+    where it shows (with its reason), and badmail and aborted steps carry that status."""
+    table = {"postmaster@example.com": ["alice@example.com", "bob@example.com"]}
+    bind(metabase, "OnCategorize", "test-alias", sink_properties={"table": table})
+    bind(metabase, "MsgTrackLog", "test-tracker")
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, ["postmaster@example.com", "nobody@example.com"])
+        smtp.wait_idle()
+    steps = {(e.step, e.recipient): e for e in TRACKED}
+    categorized = steps["categorized", None]
+    assert categorized.recipients == ["alice@example.com", "bob@example.com"]
+    assert steps["failed", "nobody@example.com"].detail == "550 5.1.1 unknown recipient"
+    assert {r for step, r in steps if step == "delivered"} == {
+        "alice@example.com",
+        "bob@example.com",
+    }
+
+
+@pytest.mark.parametrize("status", ["abort", "badmail"])
+def test_the_last_tracking_step_carries_the_status_the_message_got(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, status: str
+) -> None:
+    bind(metabase, "OnArrival", "test-status", sink_properties={"status": status})
+    bind(metabase, "MsgTrackLog", "test-tracker")
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        send(smtp.port, ["bob@example.com"])
+        smtp.wait_idle()
+    last = TRACKED[-1]
+    assert (last.step, last.status, last.detail) == (
+        {"abort": "aborted", "badmail": "badmail"}[status],
+        MessageStatus(status),
+        "policy says so",
+    )

@@ -335,7 +335,9 @@ class Pipeline:
         resolved = unique_recipients(event.recipients)
         if await self._stopped(envelope, event, content):
             return
-        await self._track(envelope, content, "categorized")
+        await self._track(envelope, content, "categorized", recipients=resolved)
+        for recipient, reason in failed.items():  # unknown to OnCategorize: tracked as failed
+            await self._track(envelope, content, "failed", recipient, reason)
         failed.update(envelope.failed)
         await self._start_delivery(envelope, content, resolved, failed)
 
@@ -412,7 +414,9 @@ class Pipeline:
         pending = [r for r in recipients if mailbox_key(r) not in done]
         for position, recipient in enumerate(pending, 1):
             if domain_of(recipient) not in local:
-                failed[recipient] = "550 5.7.1 not a local domain and relaying is not supported"
+                reason = "550 5.7.1 not a local domain and relaying is not supported"
+                failed[recipient] = reason
+                await self._track(envelope, content, "failed", recipient, reason)
                 continue
             event = DeliveryEvent(
                 source=self.source.name,
@@ -525,7 +529,9 @@ class Pipeline:
                 event_type=event.name,
                 reason=event.status_reason,
             )
-            await self._track(envelope, content, "aborted", detail=event.status_reason)
+            await self._track(
+                envelope, content, "aborted", detail=event.status_reason, status=event.status
+            )
             return True
         envelope.reason = event.status_reason or f"set to badmail by an {event.name} sink"
         await self._badmail(envelope, content.data())
@@ -543,7 +549,9 @@ class Pipeline:
             reason=envelope.reason,
             path=str(path),
         )
-        await self._track(envelope, Content(data), "badmail", detail=envelope.reason)
+        await self._track(
+            envelope, Content(data), "badmail", detail=envelope.reason, status=MessageStatus.BADMAIL
+        )
 
     async def _finish(self, message_id: str) -> None:
         self._troubles.pop(message_id, None)
@@ -570,7 +578,12 @@ class Pipeline:
         step: str,
         recipient: str | None = None,
         detail: str | None = None,
+        *,
+        recipients: list[str] | None = None,
+        status: MessageStatus = MessageStatus.DELIVER,
     ) -> None:
+        """MsgTrackLog for one step; ``recipients`` is the envelope's unless given (the resolved
+        ones from ``categorized`` on), ``status`` what the message's journey came to."""
         dispatcher = self.source.dispatcher
         if not dispatcher.wants("MsgTrackLog"):
             return
@@ -579,10 +592,11 @@ class Pipeline:
             "MsgTrackLog",
             envelope,
             content,
-            list(envelope.recipients),
+            list(envelope.recipients if recipients is None else recipients),
             step=step,
             recipient=recipient,
             detail=detail,
+            status=status,
         )
         await dispatcher.notify(event, self._facts(envelope, envelope.recipients))
 
