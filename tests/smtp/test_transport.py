@@ -64,6 +64,14 @@ class Tracker:
         TRACKED.append(event)
 
 
+class Reader:
+    """Only looks: reads the parsed message, as a log or a webhook sink does."""
+
+    @hookimpl
+    def smtp_on_arrival(self, event: MessageEvent) -> None:
+        TRAIL.append(str(event.message.get("Subject", "")))
+
+
 class Tag:
     @hookimpl
     def smtp_on_arrival(self, event: MessageEvent, sink_properties: Any) -> None:
@@ -130,6 +138,7 @@ SINKS = {
     "test-fails-once": FailsOnce,
     "test-raising": Raising,
     "test-tracker": Tracker,
+    "test-reader": Reader,
 }
 
 
@@ -479,3 +488,19 @@ def test_the_last_tracking_step_carries_the_status_the_message_got(
         MessageStatus(status),
         "policy says so",
     )
+
+
+def test_a_sink_that_only_reads_the_message_leaves_its_bytes_as_received(
+    metabase: Metabase, metabase_path: Path, bound_store: str, tmp_path: Path, mailboxes: Path
+) -> None:
+    """Header forms the email package writes back differently (no space after the colon, a
+    tab, an empty value) reach the mailbox as sent when no sink changed anything."""
+    odd = b"From:a@example.net\r\nSubject:\tweird\r\nX-Empty:\r\n\r\nbody\r\n"
+    bind(metabase, "OnArrival", "test-reader")
+    with running_smtp(metabase_path, registry_with(**SINKS), spool=tmp_path / "spool") as smtp:
+        with smtplib.SMTP("127.0.0.1", smtp.port) as client:
+            client.sendmail("a@example.net", ["bob@example.com"], odd)
+        smtp.wait_idle()
+    assert TRAIL == ["weird"]
+    (stored,) = delivered(mailboxes, "bob@example.com")
+    assert without_trace(stored) == odd

@@ -97,11 +97,16 @@ class Content:
         if self.message is None:
             return self.raw
         written = self.message.as_bytes(policy=MESSAGE_POLICY)
+        untouched = parse_message(self.raw)
+        untouched_bytes = untouched.as_bytes(policy=MESSAGE_POLICY)
+        if written == untouched_bytes:
+            # Sinks read the message (a log, a webhook) but changed nothing: what they saw
+            # written back would normalize odd header forms (``From:a@x``), so deliver the
+            # bytes received.
+            return self.raw
         if body_not_parsed(self.message):
             head = written.partition(b"\r\n\r\n")[0]
             return head + b"\r\n\r\n" + self.raw.partition(b"\r\n\r\n")[2]
-        untouched = parse_message(self.raw)
-        untouched_bytes = untouched.as_bytes(policy=MESSAGE_POLICY)
         if untouched_bytes == self.raw or not _plain_header_block(untouched):
             return written
         head, separator, body = written.partition(b"\r\n\r\n")
