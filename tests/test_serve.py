@@ -294,6 +294,25 @@ def test_stopping_tells_a_client_between_transactions_421_at_once(
     assert len(maildir_files(folder / "mail", "erin@example.com")) + len(queued) == 1
 
 
+def test_sighup_stops_it_as_gracefully_as_sigterm(served: tuple[Server, int, Path]) -> None:
+    """A terminal that closes sends SIGHUP: the session under way still gets its 250."""
+    server, port, folder = served
+    client = smtplib.SMTP("127.0.0.1", port)
+    client.ehlo()
+    client.mail("a@example.net")
+    client.rcpt("gus@example.com")
+    server.process.send_signal(signal.SIGHUP)
+    code, _ = client.data(b"Subject: hung up\r\n\r\nstill accepted\r\n")
+    assert code == 250
+    client.quit()
+    assert server.close() == 0
+    logged = server.logged()
+    assert "serve_stopped" in logged
+    assert "smtp_delivery_process_ended" not in logged  # the delivery process ignored it
+    delivered = maildir_files(folder / "mail", "gus@example.com")
+    assert len(delivered) + len(Spool(folder / "var" / "spool").pending()) == 1
+
+
 def test_a_second_signal_cuts_the_sessions_left_and_still_stops_cleanly(
     served: tuple[Server, int, Path],
 ) -> None:

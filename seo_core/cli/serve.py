@@ -1,4 +1,4 @@
-"""``seo serve``: run the configured sources until SIGINT or SIGTERM."""
+"""``seo serve``: run the configured sources until SIGINT, SIGTERM or SIGHUP."""
 
 from __future__ import annotations
 

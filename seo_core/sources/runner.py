@@ -194,6 +194,10 @@ async def _watch(running: Running) -> None:
                 log.warning("reload_failed", source=dispatcher.source, error=str(exc))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop ``seo serve`` gracefully (a second one stops it now)."""
+
+
 def describe(running: Running, now: datetime | None = None) -> list[str]:
     """What ``seo serve`` prints at start: sources, addresses, and per event the bindings that
     fire, in order, then those that will not, with why."""
@@ -275,7 +279,11 @@ async def serve_until_stopped(
     smtp: Sequence[SmtpSettings] = (),
     nntp: Sequence[NntpSettings] = (),
 ) -> None:
-    """Start the sources, report them, and run until SIGINT or SIGTERM."""
+    """Start the sources, report them, and run until SIGINT, SIGTERM or SIGHUP.
+
+    SIGHUP (the terminal that started it went away) stops it as gracefully as the others: a
+    server that dies with its terminal would cut the sessions under way.
+    """
     running = await start_sources(metabase_path, registry, smtp=smtp, nntp=nntp)
     loop = asyncio.get_running_loop()
 
@@ -290,7 +298,7 @@ async def serve_until_stopped(
         for news in running.nntp:
             news.hurry()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal)
     report(describe(running))
     try:
@@ -300,6 +308,6 @@ async def serve_until_stopped(
         try:
             await running.stop()
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
     log.info("serve_stopped")

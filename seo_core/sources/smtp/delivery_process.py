@@ -267,9 +267,9 @@ def main(argv: list[str]) -> int:
     level, fmt = spec["logging"] or ("warning", "auto")
     configure_logging(level, fmt, process="delivery")
     # The listener decides when this process stops (by closing its input), also when a
-    # terminal's Ctrl-C or a service manager's SIGTERM reaches the whole process group.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # terminal's Ctrl-C or hang-up or a service manager's SIGTERM reaches the whole process group.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     _lower_priority(spec["settings"].get("delivery_priority", "idle"))
     event_loop.run(_serve(spec))
     return 0
