@@ -171,6 +171,21 @@ class TestSize:
             assert talk.line().startswith(b"441 article too big")
         assert events() == []
 
+    def test_a_header_line_over_998_octets_is_refused_and_one_of_998_taken(
+        self, news: RunningNntp
+    ) -> None:
+        """RFC 5322, 2.1.1; readers' clients refuse longer lines in HEAD and OVER (nntplib)."""
+        with posting(news.port) as talk:
+            talk.send(HEADERS + b"X-Long: " + b"z" * 991 + b"\r\n\r\nbody\r\n.\r\n")
+            assert talk.line() == (
+                b"441 a header line is longer than 998 octets; fold it (RFC 5322, 2.1.1)"
+            )
+            assert talk.command(b"DATE").startswith(b"111 ")
+        with posting(news.port) as talk:
+            talk.send(HEADERS + b"X-Long: " + b"z" * 990 + b"\r\n\r\nbody\r\n.\r\n")
+            assert talk.line().startswith(b"240 ")
+        assert stored(news.port) == [b"1"]
+
     def test_a_line_longer_than_the_stream_buffer(self, news: RunningNntp) -> None:
         with posting(news.port) as talk:
             talk.send(HEADERS + b"\r\n" + b"w" * 200_000 + b"\r\n.\r\n")

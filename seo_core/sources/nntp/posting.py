@@ -69,6 +69,10 @@ class Replies:
 
 
 POST = Replies("POST", "240 article received", 441, 441)
+MAX_HEADER_LINE = 998
+"""Octets in one line of the header block, CRLF aside (RFC 5322, 2.1.1). A longer one is
+refused: the overview and HEAD would hand it to readers whose clients refuse such lines
+(Python's nntplib stops at 2048)."""
 IHAVE = Replies("IHAVE", "235 article transferred", 437, 436)
 
 
@@ -144,6 +148,11 @@ class Posting:
         """Read and check the header block; add the server's headers."""
         await self._read(until_headers=True)
         self._check_block()
+        if any(len(line) > MAX_HEADER_LINE for line in self.block.headers.split(b"\r\n")):
+            raise Refused(
+                f"a header line is longer than {MAX_HEADER_LINE} octets; fold it (RFC 5322, 2.1.1)",
+                stage="input",
+            )
         try:
             fields = split_fields(self.block.headers)
         except ArticleError as exc:
