@@ -353,6 +353,26 @@ class TestAddresses:
         assert talk.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK"
         talk.close()
 
+    @pytest.mark.parametrize(
+        "command",
+        [
+            b'MAIL FROM:<a"',
+            b"MAIL FROM:<a",
+            b"MAIL FROM:<a@x.example",
+            b"MAIL FROM:<a@x.example SIZE=9",
+        ],
+    )
+    def test_an_address_without_its_closing_bracket_is_a_syntax_error(
+        self, server: RunningSmtp, command: bytes
+    ) -> None:
+        talk = Dialogue(server.port)
+        talk.command(b"EHLO client.test")
+        assert talk.command(command) == b"553 5.1.3 Error: malformed address"
+        assert talk.command(b"MAIL FROM:<a@example.net>").startswith(b"250")
+        assert talk.command(b"RCPT TO:<bob@example.com") == b"553 5.1.3 Error: malformed address"
+        assert talk.command(b"RCPT TO:<bob@example.com>") == b"250 2.1.5 OK"
+        talk.close()
+
     def test_utf8_addresses_without_smtputf8_are_refused_with_553(
         self, server: RunningSmtp
     ) -> None:

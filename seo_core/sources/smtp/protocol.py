@@ -349,6 +349,10 @@ class SeoSMTP(SMTP):
         """
         plain = plain_address(arg)
         if plain is None:
+            if arg.startswith("<") and ">" not in arg:
+                # ``<a@x.example`` or ``<a"``: aiosmtpd's lenient grammar would take an address
+                # out of it (``a``, which then stands in Return-Path:); RFC 5321 wants the ``>``.
+                return None, None
             found: tuple[str | None, str | None] = super()._getaddr(arg)
             return found
         address, rest = plain
