@@ -18,6 +18,7 @@ from seo_core.metabase import BindingSpec, Metabase
 from seo_core.sdk import DeliveryEvent, hookimpl
 from seo_core.sources.smtp import delivery_process
 from seo_core.sources.smtp.delivery import Delivery
+from seo_core.sources.smtp.handler import address_literal
 from seo_core.sources.smtp.settings import SmtpSettings
 from seo_core.sources.smtp.spool import Envelope, Spool, new_message_id
 from seo_core.testing import RunningSmtp, running_smtp
@@ -159,6 +160,27 @@ def test_each_message_gets_a_received_line_naming_client_server_queue_id_and_tim
     assert first_lines[0] == b"Received: from old.client.test ([127.0.0.1])"
     assert b" with SMTP id " in first_lines[1]
     assert b"for <" not in to_carol.split(MESSAGE[:10])[0]  # other recipients are not named
+
+
+def test_a_smtputf8_transaction_is_received_with_utf8smtp(
+    smtp: RunningSmtp, mailboxes: Path
+) -> None:
+    """RFC 6531, 3.7.3: the protocol a Received: line names for a message sent with SMTPUTF8."""
+    with smtplib.SMTP("127.0.0.1", smtp.port, local_hostname="client.test") as client:
+        client.ehlo()
+        client.sendmail("jürgen@example.net", ["bob@example.com"], MESSAGE, ["SMTPUTF8"])
+    smtp.wait_idle()
+    (stored,) = delivered(mailboxes, "bob@example.com")
+    assert b" (seo) with UTF8SMTP id " in stored.split(b"\r\n")[1]
+
+
+@pytest.mark.parametrize(
+    ("host", "literal"),
+    [("127.0.0.1", "127.0.0.1"), ("::1", "IPv6:::1"), ("2001:db8::5", "IPv6:2001:db8::5")],
+)
+def test_an_ipv6_peer_is_written_as_an_ipv6_address_literal(host: str, literal: str) -> None:
+    """RFC 5321, 4.1.3: ``[IPv6:::1]`` in the Received: line, as for any address literal."""
+    assert address_literal(host) == literal
 
 
 async def test_notices_past_the_queue_limit_wait_as_positions_and_every_message_is_delivered(

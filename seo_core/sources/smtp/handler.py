@@ -46,8 +46,10 @@ def received_header(
     """
     info = server.state.info
     client = info.ehlo_name or "unknown"
-    address = f" ([{info.peer[0]}])" if info.peer else ""
+    address = f" ([{address_literal(info.peer[0])}])" if info.peer else ""
     protocol = "ESMTP" if server.session is not None and server.session.extended_smtp else "SMTP"
+    if server.envelope is not None and server.envelope.smtp_utf8:
+        protocol = "UTF8SMTP"  # RFC 6531, 3.7.3
     if server.session is not None and server.session.authenticated:
         protocol += "A"
     recipient = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
@@ -56,6 +58,12 @@ def received_header(
         f"Received: from {client}{address}\r\n\tby {server.hostname} (seo) with {protocol}"
         f" id {message_id}{recipient};\r\n\t{when}\r\n"
     ).encode()
+
+
+def address_literal(host: str) -> str:
+    """An IP address as RFC 5321 (4.1.3) writes it between brackets: ``IPv6:`` before an IPv6
+    one (``[IPv6:::1]``), an IPv4 one as it is."""
+    return f"IPv6:{host}" if ":" in host else host
 
 
 @functools.lru_cache(maxsize=4)
