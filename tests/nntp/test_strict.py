@@ -186,6 +186,18 @@ class TestSize:
             assert talk.line().startswith(b"240 ")
         assert stored(news.port) == [b"1"]
 
+    @pytest.mark.parametrize("name", [b"Newsgroups", b"Subject", b"Message-ID"])
+    def test_a_header_given_twice_that_may_be_given_once_is_refused(
+        self, news: RunningNntp, name: bytes
+    ) -> None:
+        """Two Newsgroups: would be filed by one and read by another elsewhere."""
+        value = {b"Newsgroups": b"local.test", b"Subject": b"again", b"Message-ID": b"<a@b>"}
+        with posting(news.port) as talk:
+            twice = name + b": " + value[name] + b"\r\n" + name + b": " + value[name] + b"\r\n"
+            talk.send(HEADERS + twice + b"\r\nbody\r\n.\r\n")
+            assert talk.line() == b"441 the article has more than one " + name + b" header"
+        assert events() == []
+
     def test_a_line_longer_than_the_stream_buffer(self, news: RunningNntp) -> None:
         with posting(news.port) as talk:
             talk.send(HEADERS + b"\r\n" + b"w" * 200_000 + b"\r\n.\r\n")

@@ -69,6 +69,8 @@ class Replies:
 
 
 POST = Replies("POST", "240 article received", 441, 441)
+SINGLE = ("Newsgroups", "Message-ID", "From", "Subject", "Date", "References")
+"""Headers an article has at most once (RFC 5536, 3.1 and 3.2; RFC 5322, 3.6)."""
 MAX_HEADER_LINE = 998
 """Octets in one line of the header block, CRLF aside (RFC 5322, 2.1.1). A longer one is
 refused: the overview and HEAD would hand it to readers whose clients refuse such lines
@@ -160,6 +162,10 @@ class Posting:
         for name in REQUIRED:
             if not value_of(fields, name):
                 raise Refused(f"the article has no {name} header", stage="input")
+        for name in SINGLE:
+            if sum(1 for found in fields if found.name.lower() == name.lower()) > 1:
+                # Which one counts would differ from one server or reader to the next.
+                raise Refused(f"the article has more than one {name} header", stage="input")
         groups = split_newsgroups(value_of(fields, "Newsgroups"))
         if not groups:
             raise Refused("the Newsgroups header names no group", stage="input")
