@@ -227,17 +227,25 @@ def test_swaks_can_send_through_it(served: tuple[Server, int, Path]) -> None:
     assert server.stop() == 0
 
 
-def test_sigterm_lets_a_session_in_flight_finish(served: tuple[Server, int, Path]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_stop_signal_lets_a_session_in_flight_finish(
+    served: tuple[Server, int, Path], signum: signal.Signals
+) -> None:
+    """SIGTERM from a service manager, SIGHUP from a terminal that closed: the session under
+    way still gets its 250, and the server stops cleanly."""
     server, port, folder = served
     client = smtplib.SMTP("127.0.0.1", port)
     client.ehlo()
     client.mail("a@example.net")
     client.rcpt("dave@example.com")
-    server.process.send_signal(signal.SIGTERM)
+    server.process.send_signal(signum)
     code, _ = client.data(b"Subject: in flight\r\n\r\nstill accepted\r\n")
     assert code == 250
     client.quit()
     assert server.close() == 0
+    logged = server.logged()
+    assert "serve_stopped" in logged
+    assert "smtp_delivery_process_ended" not in logged  # the delivery process ignored it
     delivered = maildir_files(folder / "mail", "dave@example.com")
     assert len(delivered) + len(Spool(folder / "var" / "spool").pending()) == 1
     with pytest.raises(ConnectionRefusedError):  # no new sessions once stopped
@@ -292,25 +300,6 @@ def test_stopping_tells_a_client_between_transactions_421_at_once(
     busy.close()
     queued = Spool(folder / "var" / "spool").pending()
     assert len(maildir_files(folder / "mail", "erin@example.com")) + len(queued) == 1
-
-
-def test_sighup_stops_it_as_gracefully_as_sigterm(served: tuple[Server, int, Path]) -> None:
-    """A terminal that closes sends SIGHUP: the session under way still gets its 250."""
-    server, port, folder = served
-    client = smtplib.SMTP("127.0.0.1", port)
-    client.ehlo()
-    client.mail("a@example.net")
-    client.rcpt("gus@example.com")
-    server.process.send_signal(signal.SIGHUP)
-    code, _ = client.data(b"Subject: hung up\r\n\r\nstill accepted\r\n")
-    assert code == 250
-    client.quit()
-    assert server.close() == 0
-    logged = server.logged()
-    assert "serve_stopped" in logged
-    assert "smtp_delivery_process_ended" not in logged  # the delivery process ignored it
-    delivered = maildir_files(folder / "mail", "gus@example.com")
-    assert len(delivered) + len(Spool(folder / "var" / "spool").pending()) == 1
 
 
 def test_a_second_signal_cuts_the_sessions_left_and_still_stops_cleanly(
